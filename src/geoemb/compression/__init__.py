@@ -1,0 +1,1 @@
+"""Embedding compression: quantizers, reducers, rotations, bit packing."""
