@@ -1,1 +1,56 @@
-"""Embedding compression: quantizers, reducers, rotations, bit packing."""
+"""Embedding compression: quantizers, reducers, rotations, bit packing.
+
+Main entry point: :func:`build` (``build("pca64+int8").fit(X_train)``), see
+:mod:`geoemb.compression.registry` for the config grammar.
+"""
+
+from geoemb.compression.base import Compressor, NotFittedError
+from geoemb.compression.hamming import hamming_distances, hamming_knn, hamming_knn_classify
+from geoemb.compression.quantizers import (
+    AffineQuantizer,
+    BinaryQuantizer,
+    Float16,
+    Float32,
+    ProductQuantizer,
+    TernaryQuantizer,
+    pack_uint,
+    unpack_uint,
+)
+from geoemb.compression.reducers import (
+    PCAReducer,
+    Pipeline,
+    RandomProjectionReducer,
+    RandomSubsetSelector,
+    Reducer,
+    SVDReducer,
+    TopVarianceSelector,
+)
+from geoemb.compression.registry import (
+    BLOG_CONFIGS,
+    QUANTIZERS,
+    REDUCERS,
+    available,
+    build,
+    nominal_bits,
+    output_dim,
+)
+from geoemb.compression.rotations import (
+    RaBitQ,
+    RotateAffine,
+    RotateSign,
+    TurboQuantMSE,
+    TurboQuantProd,
+    haar_rotation,
+    lloyd_max_codebook,
+)
+from geoemb.compression.storage import parquet_bytes_per_vector, parquet_nbytes
+
+__all__ = [
+    "BLOG_CONFIGS", "QUANTIZERS", "REDUCERS", "AffineQuantizer", "BinaryQuantizer", "Compressor",
+    "Float16", "Float32", "NotFittedError", "PCAReducer", "Pipeline", "ProductQuantizer", "RaBitQ",
+    "RandomProjectionReducer", "RandomSubsetSelector", "Reducer", "RotateAffine", "RotateSign",
+    "SVDReducer", "TernaryQuantizer", "TopVarianceSelector", "TurboQuantMSE", "TurboQuantProd",
+    "available", "build", "hamming_distances", "hamming_knn", "hamming_knn_classify",
+    "haar_rotation", "lloyd_max_codebook", "nominal_bits", "output_dim", "pack_uint",
+    "parquet_bytes_per_vector", "parquet_nbytes", "unpack_uint",
+]  # fmt: skip

@@ -1,1 +1,5 @@
-"""geoemb.segmentation."""
+"""Segmentation: net factory, LightningModule, losses."""
+
+from geoemb.segmentation.models import NETS, build_net
+
+__all__ = ["NETS", "build_net"]

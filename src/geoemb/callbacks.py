@@ -1,0 +1,118 @@
+"""Lightning callbacks: prediction overlays (W&B + PNG) and run metadata in checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning import Callback, LightningModule, Trainer
+
+
+def _stretch(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel 2–98 % percentile stretch of ``(H, W, 3)`` to [0, 1]."""
+    out = np.empty_like(rgb, dtype=np.float32)
+    for c in range(rgb.shape[-1]):
+        lo, hi = np.percentile(rgb[..., c], [2, 98])
+        out[..., c] = np.clip((rgb[..., c] - lo) / max(hi - lo, 1e-6), 0, 1)
+    return out
+
+
+def overlay_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, rgb: list[int]) -> np.ndarray:
+    """Side-by-side uint8 panel ``image | truth | prediction`` for one sample.
+
+    ``image`` is ``(C, H, W)`` raw; ``target``/``pred`` are ``(H, W)`` class ids (colour-coded with
+    the tab10 palette).
+    """
+    from matplotlib import colormaps
+
+    bands = [b for b in rgb if b < image.shape[0]] or [0]
+    while len(bands) < 3:
+        bands.append(bands[-1])
+    rgb_img = _stretch(np.moveaxis(image[bands], 0, -1))
+    cmap = colormaps["tab10"]
+    t = cmap(np.asarray(target) % 10)[..., :3]
+    p = cmap(np.asarray(pred) % 10)[..., :3]
+    gap = np.ones((rgb_img.shape[0], 4, 3), dtype=np.float32)
+    panel = np.concatenate([rgb_img, gap, t, gap, p], axis=1)
+    return (panel * 255).astype(np.uint8)
+
+
+class LogPredictions(Callback):
+    """Log ``image | truth | prediction`` panels of the last validation batch every N epochs.
+
+    Goes to every :class:`~lightning.pytorch.loggers.WandbLogger` via ``log_image`` (torchgeo and
+    TerraTorch only plot to TensorBoard) and always to ``<run>/predictions/epoch_XXX.png``.
+    The module must set ``_last_val = (batch, logits)`` in ``validation_step`` (as
+    :class:`geoemb.segmentation.module.SegmentationModule` does).
+    """
+
+    def __init__(self, num_samples: int = 4, every_n_epochs: int = 1, rgb_bands: list[int] | None = None) -> None:
+        self.num_samples = num_samples
+        self.every_n_epochs = every_n_epochs
+        self.rgb_bands = list(rgb_bands or [2, 1, 0])
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        last = getattr(pl_module, "_last_val", None)
+        if last is None or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        if trainer.current_epoch % self.every_n_epochs != 0 or not trainer.is_global_zero:
+            return
+        batch, logits = last
+        if "mask" not in batch:
+            return
+        n = min(self.num_samples, batch["image"].shape[0])
+        images = batch["image"][:n].float().cpu().numpy()
+        targets = batch["mask"][:n].cpu().numpy()
+        preds = logits[:n].argmax(1).cpu().numpy()
+        panels = [overlay_panel(images[i], targets[i], preds[i], self.rgb_bands) for i in range(n)]
+        self._save_png(trainer, panels)
+        for lg in trainer.loggers:
+            if type(lg).__name__ == "WandbLogger":
+                lg.log_image(
+                    key="val/predictions",
+                    images=list(panels),
+                    caption=[f"epoch {trainer.current_epoch} sample {i}: image | truth | prediction" for i in range(n)],
+                )
+
+    def _save_png(self, trainer: Trainer, panels: list[np.ndarray]) -> Path | None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from geoemb.utils.io import atomic_path
+
+        root = Path(trainer.default_root_dir) / "predictions"
+        target = root / f"epoch_{trainer.current_epoch:03d}.png"
+        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3 * len(panels)), squeeze=False)
+        for ax, panel in zip(axes[:, 0], panels):
+            ax.imshow(panel)
+            ax.set_axis_off()
+        axes[0, 0].set_title("image | truth | prediction")
+        fig.tight_layout()
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        return target
+
+
+class RunMetadata(Callback):
+    """Store what rebuilds the run in every checkpoint: module class, data config, full config.
+
+    ``evaluate.py ckpt_path=...`` and ``infer.py ckpt_path=...`` read ``checkpoint["geoemb"]`` so no
+    override has to be repeated.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        cls = type(pl_module)
+        checkpoint["geoemb"] = {
+            "module_class": f"{cls.__module__}.{cls.__qualname__}",
+            "data": self.config.get("data"),
+            "config": self.config,
+            "torch": torch.__version__,
+        }

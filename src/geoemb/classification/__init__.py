@@ -1,0 +1,5 @@
+"""Patch classification from embedding rasters: learnable pooling head + linear classifier."""
+
+from geoemb.classification.module import PoolingClassifier
+
+__all__ = ["PoolingClassifier"]

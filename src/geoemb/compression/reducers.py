@@ -1,0 +1,194 @@
+"""Dimensionality reducers (fit on training rows only) and reducer+quantizer pipelines.
+
+A reducer is itself a :class:`~geoemb.compression.base.Compressor` whose codes are the reduced
+float32 vectors ``(N, k)`` (``4·k`` bytes). ``decode`` maps back to ``(N, D)`` (PCA/SVD inverse,
+random-projection pseudo-inverse, train means for dropped features); ``decode_features`` returns the
+reduced ``(N, k)`` vectors, which is what probes use.
+
+- ``pca<k>``: ``sklearn.decomposition.PCA(k)`` (centred).
+- ``svd<k>``: ``sklearn.decomposition.TruncatedSVD(k)`` (no centring).
+- ``rp<k>``: ``sklearn.random_projection.GaussianRandomProjection(k)``.
+- ``topvar<k>``: keep the ``k`` dims with the largest train variance (geoemb's "feature selection").
+- ``randsel<k>``: keep ``k`` random dims (baseline for feature selection).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geoemb.compression.base import Compressor
+
+
+class Reducer(Compressor):
+    """Base class: subclasses implement ``_fit``, ``transform``, ``inverse_transform``."""
+
+    kind = "reducer"
+
+    def __init__(self, k: int, seed: int = 0, name: str | None = None) -> None:
+        super().__init__(name or f"{self.kind}{k}")
+        if int(k) < 1:
+            raise ValueError(f"{self.name}: number of components must be >= 1, got {k}")
+        self.k = int(k)
+        self.seed = int(seed)
+
+    def _check_k(self, X: np.ndarray, limit: int | None = None) -> None:
+        limit = X.shape[1] if limit is None else limit
+        if self.k > limit:
+            raise ValueError(
+                f"{self.name}: k={self.k} components but the train data allow at most {limit} "
+                f"(X_train shape {X.shape})"
+            )
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(N, D)`` → ``(N, k)`` float32."""
+        raise NotImplementedError
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        """``(N, k)`` → ``(N, D)`` float32 reconstruction."""
+        raise NotImplementedError
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.transform(X), dtype=np.float32)
+
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.inverse_transform(codes)
+
+    def decode_features(self, codes: np.ndarray) -> np.ndarray:
+        self._check_fitted("decode_features")
+        return np.ascontiguousarray(self._check_codes(codes), dtype=np.float32)
+
+    @property
+    def out_dim(self) -> int:
+        return self.k
+
+    def _bytes_per_vector(self) -> float:
+        return 4.0 * self.k
+
+    def _code_shape(self):
+        return self.k, np.dtype(np.float32)
+
+
+class PCAReducer(Reducer):
+    kind = "pca"
+
+    def _fit(self, X: np.ndarray) -> None:
+        from sklearn.decomposition import PCA
+
+        self._check_k(X, min(X.shape))
+        self.model = PCA(n_components=self.k, svd_solver="full", random_state=self.seed).fit(X)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.model.transform(X).astype(np.float32)
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        return self.model.inverse_transform(Z).astype(np.float32)
+
+
+class SVDReducer(Reducer):
+    kind = "svd"
+
+    def _fit(self, X: np.ndarray) -> None:
+        from sklearn.decomposition import TruncatedSVD
+
+        self._check_k(X, min(X.shape) - 1 if self.k >= min(X.shape) else min(X.shape))
+        self.model = TruncatedSVD(n_components=self.k, algorithm="arpack", random_state=self.seed)
+        self.model.fit(X.astype(np.float64))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.model.transform(X.astype(np.float64)).astype(np.float32)
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        return self.model.inverse_transform(Z).astype(np.float32)
+
+
+class RandomProjectionReducer(Reducer):
+    kind = "rp"
+
+    def _fit(self, X: np.ndarray) -> None:
+        from sklearn.random_projection import GaussianRandomProjection
+
+        self._check_k(X)
+        self.model = GaussianRandomProjection(
+            n_components=self.k, random_state=self.seed, compute_inverse_components=True
+        ).fit(X)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.transform(X), dtype=np.float32)
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.inverse_transform(Z), dtype=np.float32)
+
+
+class _SelectReducer(Reducer):
+    def _select(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _fit(self, X: np.ndarray) -> None:
+        self._check_k(X)
+        self.indices = np.sort(self._select(X)).astype(np.intp)
+        self.fill = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return X[:, self.indices].astype(np.float32)
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        out = np.repeat(self.fill[None, :], Z.shape[0], axis=0)
+        out[:, self.indices] = Z
+        return out
+
+
+class TopVarianceSelector(_SelectReducer):
+    """Keep the ``k`` highest-variance train dimensions (stable order on ties)."""
+
+    kind = "topvar"
+
+    def _select(self, X: np.ndarray) -> np.ndarray:
+        var = X.var(axis=0, dtype=np.float64)
+        return np.argsort(-var, kind="stable")[: self.k]
+
+
+class RandomSubsetSelector(_SelectReducer):
+    """Keep ``k`` uniformly random dimensions (seeded)."""
+
+    kind = "randsel"
+
+    def _select(self, X: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(self.seed).choice(X.shape[1], self.k, replace=False)
+
+
+class Pipeline(Compressor):
+    """``reducer`` then ``quantizer`` (e.g. ``pca64+int8``); both fit on train rows only.
+
+    ``encode`` gives the quantizer's codes of the reduced vectors; ``decode_features`` gives the
+    decoded reduced vectors ``(N, k)``; ``decode`` maps them back to ``(N, D)``.
+    """
+
+    def __init__(self, reducer: Reducer, quantizer: Compressor, name: str | None = None) -> None:
+        super().__init__(name or f"{reducer.name}+{quantizer.name}")
+        self.reducer = reducer
+        self.quantizer = quantizer
+        self.hamming_compatible = quantizer.hamming_compatible
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.reducer.fit(X)
+        self.quantizer.fit(self.reducer.transform(X))
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        return self.quantizer.encode(self.reducer.transform(X))
+
+    def _check_codes(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(codes)  # the quantizer validates
+
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.reducer.inverse_transform(self.quantizer.decode(codes))
+
+    def decode_features(self, codes: np.ndarray) -> np.ndarray:
+        self._check_fitted("decode_features")
+        return self.quantizer.decode_features(codes)
+
+    @property
+    def out_dim(self) -> int:
+        return self.quantizer.out_dim
+
+    def _bytes_per_vector(self) -> float:
+        return self.quantizer.bytes_per_vector

@@ -1,0 +1,426 @@
+"""Windowed raster readers for gridded inference.
+
+Two kinds of input are supported, both exposed through :class:`RasterSource`:
+
+* a multi-band GeoTIFF (or any single file GDAL can read) -> :class:`GeoTiffSource`;
+* a folder of per-band Sentinel-2 files named like torchgeo's ``Sentinel2`` dataset
+  (``T23KPQ_20230815T130251_B02_10m.tif`` or without the ``_10m`` suffix)
+  -> :class:`Sentinel2FolderSource`. Bands on another grid (the 20 m B11/B12) are resampled on
+  read to the grid of the first requested band through a ``WarpedVRT``.
+
+Reads are *boundless*: a window that extends past the raster is zero-padded and the padded pixels
+are marked invalid. No read ever loads more than the requested window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+__all__ = [
+    "DEFAULT_S2_BANDS",
+    "S2_FILENAME_REGEX",
+    "GeoTiffSource",
+    "RasterInputError",
+    "RasterSource",
+    "Sentinel2FolderSource",
+    "open_source",
+]
+
+#: Bands of the Earth Surface Water dataset, in its order (reference/earth_surface_water.md §2).
+DEFAULT_S2_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11", "B12")
+
+#: torchgeo ``Sentinel2.filename_regex`` (§3.5), widened to accept any ``_<res>m`` suffix and
+#: restricted to raster extensions so ``.aux.xml``/``.ovr`` sidecars are never picked up.
+S2_FILENAME_REGEX = re.compile(
+    r"^T(?P<tile>\d{2}[A-Z]{3})_(?P<date>\d{8}T\d{6})_(?P<band>B[018][\dA])"
+    r"(?:_(?P<resolution>\d+)m)?\.(?P<ext>tif|tiff|jp2|vrt)$",
+    re.IGNORECASE,
+)
+
+
+class RasterInputError(ValueError):
+    """An input raster (file or folder) cannot be used; the message names it and says why."""
+
+
+def _as_window(window: Window | tuple[int, int, int, int]) -> Window:
+    """Accept a rasterio ``Window`` or ``(col_off, row_off, width, height)``."""
+    if isinstance(window, Window):
+        return window
+    col_off, row_off, width, height = window
+    return Window(col_off, row_off, width, height)
+
+
+class RasterSource:
+    """A georeferenced multi-band raster read window by window.
+
+    Attributes
+    ----------
+    path : Path
+        The file or folder the source was opened from.
+    crs, transform, width, height, count, nodata, profile
+        Grid description (rasterio semantics). ``nodata`` is the first band's nodata value (or
+        ``None``); ``profile`` is a rasterio profile of the stacked input.
+    band_names : list[str]
+        One name per band.
+
+    Notes
+    -----
+    Subclasses implement ``_read_inside(window) -> (data (C,h,w) float32, valid (h,w) bool)`` for
+    windows entirely inside the raster; this class adds boundless padding.
+    """
+
+    path: Path
+    crs: Any
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    nodata: float | None
+    profile: dict[str, Any]
+    band_names: list[str]
+
+    # -- public API -------------------------------------------------------------------------
+    def read_with_mask(
+        self, window: Window | tuple[int, int, int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read a (possibly out-of-bounds) window.
+
+        Parameters
+        ----------
+        window : Window or (col_off, row_off, width, height)
+            Integer pixel window; may extend beyond the raster on any side.
+
+        Returns
+        -------
+        data : np.ndarray, float32, shape (C, h, w)
+            Raw band values; pixels outside the raster are 0.
+        valid : np.ndarray, bool, shape (h, w)
+            False outside the raster and where any band is nodata (or masked by the file).
+        """
+        win = _as_window(window)
+        c0, r0 = int(win.col_off), int(win.row_off)
+        w, h = int(win.width), int(win.height)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"window must have a positive size, got {win}")
+        ic0, ir0 = max(c0, 0), max(r0, 0)
+        ic1, ir1 = min(c0 + w, self.width), min(r0 + h, self.height)
+        if ic0 == c0 and ir0 == r0 and ic1 == c0 + w and ir1 == r0 + h:
+            return self._read_inside(Window(c0, r0, w, h))
+        data = np.zeros((self.count, h, w), dtype=np.float32)
+        valid = np.zeros((h, w), dtype=bool)
+        if ic1 > ic0 and ir1 > ir0:
+            d, v = self._read_inside(Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
+            data[:, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = d
+            valid[ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = v
+        return data, valid
+
+    def read(self, window: Window | tuple[int, int, int, int]) -> np.ndarray:
+        """Boundless read: float32 (C, h, w), zero outside the raster (see :meth:`read_with_mask`)."""
+        return self.read_with_mask(window)[0]
+
+    def valid_mask(self, window: Window | tuple[int, int, int, int]) -> np.ndarray:
+        """(h, w) bool: False outside the raster and where any band is nodata."""
+        return self.read_with_mask(window)[1]
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        """Release file handles."""
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({str(self.path)!r}, {self.count} bands, "
+            f"{self.width}x{self.height}, crs={self.crs})"
+        )
+
+    # -- for subclasses ---------------------------------------------------------------------
+    def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+def _open_dataset(path: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as err:
+        raise RasterInputError(f"cannot read raster {path}: {err}") from err
+
+
+def _check_crs(ds: rasterio.DatasetReader, path: Path) -> None:
+    if ds.crs is None:
+        ds.close()
+        raise RasterInputError(
+            f"{path} has no CRS (no georeferencing); gridded inference needs a georeferenced "
+            "input so the output can be aligned to it"
+        )
+
+
+def _valid_from_band_masks(
+    ds: rasterio.io.DatasetReaderBase,
+    indexes: Sequence[int],
+    window: Window,
+    data: np.ndarray,
+) -> np.ndarray:
+    """Validity of each pixel: False if any band is nodata / masked / NaN."""
+    valid = np.ones(data.shape[1:], dtype=bool)
+    use_gdal_mask = False
+    for j, bidx in enumerate(indexes):
+        flags = ds.mask_flag_enums[bidx - 1]
+        nod = ds.nodatavals[bidx - 1]
+        if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+            use_gdal_mask = True
+        elif nod is not None:
+            band = data[j]
+            valid &= ~np.isnan(band) if np.isnan(nod) else band != np.float32(nod)
+    if use_gdal_mask:
+        masks = ds.read_masks(list(indexes), window=window)
+        valid &= np.all(masks > 0, axis=0)
+    return valid
+
+
+class GeoTiffSource(RasterSource):
+    """A single multi-band raster file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Raster file readable by GDAL, with a CRS.
+    indexes : sequence of int, optional
+        1-based band indexes to read (default: all bands).
+    band_names : sequence of str, optional
+        Names of the selected bands (default: the file's band descriptions or ``band<i>``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        indexes: Sequence[int] | None = None,
+        band_names: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        ds = _open_dataset(self.path)
+        _check_crs(ds, self.path)
+        self._ds = ds
+        self.indexes = list(indexes) if indexes is not None else list(range(1, ds.count + 1))
+        self.crs = ds.crs
+        self.transform = ds.transform
+        self.width, self.height = ds.width, ds.height
+        self.count = len(self.indexes)
+        self.nodata = ds.nodatavals[self.indexes[0] - 1]
+        self.profile = dict(ds.profile, count=self.count)
+        if band_names is None:
+            band_names = [ds.descriptions[i - 1] or f"band{i}" for i in self.indexes]
+        self.band_names = list(band_names)
+
+    def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        data = self._ds.read(self.indexes, window=window, out_dtype=np.float32)
+        return data, _valid_from_band_masks(self._ds, self.indexes, window, data)
+
+    def close(self) -> None:
+        self._ds.close()
+
+
+class Sentinel2FolderSource(RasterSource):
+    """A folder of per-band Sentinel-2 files, stacked on the grid of the first band.
+
+    Parameters
+    ----------
+    folder : Path
+        Folder holding the files (searched recursively).
+    files : sequence of Path
+        One file per band, in band order (see :func:`open_source`, which finds them).
+    band_names : sequence of str
+        Names of the bands, same order as ``files``.
+    resampling : rasterio Resampling
+        Used for bands whose grid differs from the first band's (default bilinear, as torchgeo
+        uses for image layers).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        files: Sequence[Path],
+        band_names: Sequence[str],
+        resampling: Resampling = Resampling.bilinear,
+    ) -> None:
+        self.path = Path(folder)
+        self.files = [Path(f) for f in files]
+        self.band_names = list(band_names)
+        self._datasets: list[rasterio.io.DatasetReaderBase] = []
+        self._readers: list[rasterio.io.DatasetReaderBase] = []
+        try:
+            for f in self.files:
+                ds = _open_dataset(f)
+                self._datasets.append(ds)
+                _check_crs(ds, f)
+                if ds.count != 1:
+                    raise RasterInputError(
+                        f"{f}: expected a single-band Sentinel-2 band file, found {ds.count} bands"
+                    )
+            ref = self._datasets[0]
+            self.crs, self.transform = ref.crs, ref.transform
+            self.width, self.height = ref.width, ref.height
+            for ds in self._datasets:
+                same = (
+                    ds.crs == ref.crs
+                    and ds.transform == ref.transform
+                    and (ds.width, ds.height) == (ref.width, ref.height)
+                )
+                if same:
+                    self._readers.append(ds)
+                else:
+                    self._readers.append(
+                        WarpedVRT(
+                            ds,
+                            crs=ref.crs,
+                            transform=ref.transform,
+                            width=ref.width,
+                            height=ref.height,
+                            resampling=resampling,
+                            src_nodata=ds.nodata,
+                            nodata=ds.nodata,
+                        )
+                    )
+        except BaseException:
+            self.close()
+            raise
+        self.count = len(self.files)
+        self.nodata = ref.nodata
+        self.profile = dict(ref.profile, count=self.count)
+
+    def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        data = np.empty((self.count, int(window.height), int(window.width)), dtype=np.float32)
+        valid = np.ones(data.shape[1:], dtype=bool)
+        for j, rd in enumerate(self._readers):
+            data[j] = rd.read(1, window=window, out_dtype=np.float32)
+            valid &= _valid_from_band_masks(rd, [1], window, data[j : j + 1])
+        return data, valid
+
+    def close(self) -> None:
+        for rd in self._readers:
+            if isinstance(rd, WarpedVRT):
+                rd.close()
+        for ds in self._datasets:
+            ds.close()
+
+
+def _find_s2_band_files(folder: Path, bands: Sequence[str]) -> list[Path]:
+    """Map each requested band to exactly one file in ``folder`` (torchgeo Sentinel2 naming)."""
+    found: dict[str, list[tuple[re.Match[str], Path]]] = {}
+    for f in sorted(folder.rglob("*")):
+        if not f.is_file():
+            continue
+        m = S2_FILENAME_REGEX.match(f.name)
+        if m:
+            found.setdefault(m["band"].upper(), []).append((m, f))
+    if not found:
+        raise RasterInputError(
+            f"{folder} contains no Sentinel-2 band files; expected names like "
+            "'T23KPQ_20230815T130251_B02_10m.tif' (torchgeo Sentinel2 naming) or pass a "
+            "multi-band GeoTIFF instead"
+        )
+    missing = [b for b in bands if b.upper() not in found]
+    if missing:
+        raise RasterInputError(
+            f"{folder} is missing Sentinel-2 band file(s) for {missing}; found bands "
+            f"{sorted(found)} (expected names like 'T23KPQ_20230815T130251_<band>_10m.tif')"
+        )
+    files = []
+    for b in bands:
+        cands = found[b.upper()]
+        if len(cands) > 1:
+            # Several resolutions of one scene: prefer the finest one.
+            scenes = {(m["tile"], m["date"]) for m, _ in cands}
+            if len(scenes) == 1:
+                cands = sorted(cands, key=lambda mf: int(mf[0]["resolution"] or 10))[:1]
+        if len(cands) > 1:
+            raise RasterInputError(
+                f"{folder} holds several files for band {b}: {[str(f) for _, f in cands]}; "
+                "put one scene (tile/date) per folder"
+            )
+        files.append(cands[0][1])
+    return files
+
+
+def open_source(
+    path: str | Path,
+    bands: Sequence[str] | None = None,
+    *,
+    expected_bands: int | None = None,
+    resampling: str | Resampling = "bilinear",
+) -> RasterSource:
+    """Open a scene for gridded inference.
+
+    Parameters
+    ----------
+    path : str or Path
+        A multi-band raster file (GeoTIFF), or a folder of per-band Sentinel-2 files named like
+        torchgeo's ``Sentinel2`` dataset (``T23KPQ_20230815T130251_B02_10m.tif``, or without the
+        resolution suffix).
+    bands : sequence of str, optional
+        Folder input: the bands to stack, in order (default ``B02 B03 B04 B08 B11 B12``). File
+        input: names of the bands to select by band description, or just names for all bands
+        (then its length must equal the band count).
+    expected_bands : int, optional
+        Raise if the stacked source does not have exactly this many bands.
+    resampling : str or Resampling
+        Folder input: resampling for bands whose grid differs from the first band's
+        (e.g. 20 m B11/B12 onto the 10 m grid). Default ``bilinear`` (torchgeo's choice for images).
+
+    Returns
+    -------
+    RasterSource
+        Use as a context manager.
+
+    Raises
+    ------
+    RasterInputError
+        Missing path, unreadable file, no CRS, wrong band count, missing band file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RasterInputError(f"input raster {path} does not exist")
+    rs = Resampling[resampling] if isinstance(resampling, str) else Resampling(resampling)
+    if path.is_dir():
+        band_list = list(bands) if bands is not None else list(DEFAULT_S2_BANDS)
+        files = _find_s2_band_files(path, band_list)
+        src: RasterSource = Sentinel2FolderSource(path, files, band_list, resampling=rs)
+    else:
+        indexes = None
+        names = None
+        if bands is not None:
+            with _open_dataset(path) as ds:
+                descs = [d or "" for d in ds.descriptions]
+                count = ds.count
+            if all(b in descs for b in bands):
+                indexes = [descs.index(b) + 1 for b in bands]
+                names = list(bands)
+            elif len(bands) == count:
+                names = list(bands)
+            else:
+                raise RasterInputError(
+                    f"{path} has {count} bands (descriptions {descs}); cannot select bands "
+                    f"{list(bands)}: give one name per band or names matching band descriptions"
+                )
+        src = GeoTiffSource(path, indexes=indexes, band_names=names)
+    if expected_bands is not None and src.count != expected_bands:
+        src.close()
+        raise RasterInputError(
+            f"{path} has {src.count} bands but the model expects {expected_bands} "
+            f"(bands {src.band_names})"
+        )
+    return src

@@ -1,0 +1,328 @@
+"""The three tasks behind the entry points: ``train(cfg)``, ``evaluate(cfg)``, ``infer(cfg)``.
+
+These are the only functions that read whole configs. Each returns a dict of metrics (or output
+info) so Hydra sweepers (Optuna) and notebooks can use them directly. Entry points
+(``train.py``, ``evaluate.py``, ``infer.py``) are thin ``@hydra.main`` wrappers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- helpers
+def seed_all(seed: int) -> None:
+    """Seed Python ``random``, numpy and torch (all devices) and dataloader workers."""
+    from lightning import seed_everything
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    seed_everything(seed, workers=True, verbose=False)
+
+
+def wandb_mode() -> str:
+    """W&B mode: ``WANDB_MODE`` if set, else offline (never online by default)."""
+    return os.environ.get("WANDB_MODE", "offline")
+
+
+def finish_wandb() -> None:
+    """Close any active W&B run (needed between Hydra multirun jobs)."""
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def task_wrapper(fn: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
+    """Run a task and always finish W&B afterwards (also when it raises)."""
+
+    @functools.wraps(fn)
+    def wrapped(cfg: DictConfig) -> dict:
+        try:
+            return fn(cfg)
+        finally:
+            finish_wandb()
+
+    return wrapped
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``<experiment_name>`` plus the sweep overrides in a multirun (``lr=0.001,batch_size=8``)."""
+    name = str(cfg.get("experiment_name") or "default")
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        if hc.mode is not None and hc.mode.name == "MULTIRUN" and hc.job.override_dirname:
+            name = f"{name}/{hc.job.override_dirname}"
+    except (ValueError, AttributeError):
+        pass
+    return name
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run directory (``paths.output_dir``), created if needed."""
+    path = Path(cfg.paths.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_resolved_config(cfg: DictConfig, path: Path) -> None:
+    """Write the fully resolved config (``config.yaml`` in the run dir)."""
+    from geoemb.utils.io import atomic_write_text
+
+    atomic_write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool = True) -> list:
+    """Instantiate every ``_target_`` entry of the ``callbacks`` group (``null`` entries skipped).
+
+    Without any logger (``logger=none``, ``debug=fdr``) the LR monitor is dropped: Lightning
+    refuses it then.
+    """
+    out = []
+    for _, cb in (cfg or {}).items():
+        if isinstance(cb, DictConfig) and "_target_" in cb:
+            if not has_logger and cb._target_.endswith("LearningRateMonitor"):
+                continue
+            out.append(hydra.utils.instantiate(cb))
+    return out
+
+
+def instantiate_loggers(cfg: DictConfig | None, name: str, tags: list[str]) -> list:
+    """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled."""
+    out = []
+    mode = wandb_mode()
+    for key, lg in (cfg or {}).items():
+        if not (isinstance(lg, DictConfig) and "_target_" in lg):
+            continue
+        if "Wandb" in str(lg._target_):
+            if mode == "disabled":
+                log.info("WANDB_MODE=disabled: W&B logger skipped")
+                continue
+            lg = lg.copy()
+            with open_dict(lg):
+                lg.offline = mode != "online"
+                lg.name = lg.get("name") or name
+                lg.tags = list(dict.fromkeys(list(lg.get("tags") or []) + tags))
+        out.append(hydra.utils.instantiate(lg))
+    return out
+
+
+def _data_tags(cfg: DictConfig) -> list[str]:
+    tags = [str(t) for t in (cfg.get("tags") or [])]
+    if cfg.get("data") is not None and cfg.data.get("synthetic", False):
+        tags.append("data_source=synthetic")
+    return tags
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            out[k] = float(v)
+        elif isinstance(v, int | float):
+            out[k] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------- train
+@task_wrapper
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit ``cfg.model`` on ``cfg.data`` (optionally resuming from ``cfg.ckpt_path``), then test.
+
+    Returns the trainer's callback metrics (``train/*``, ``val/*``, ``test/*``) as floats.
+    """
+    from lightning import Trainer
+
+    from geoemb.callbacks import RunMetadata
+
+    seed_all(int(cfg.seed))
+    out = output_dir(cfg)
+    save_resolved_config(cfg, out)
+    tags = _data_tags(cfg)
+
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    datamodule = hydra.utils.instantiate(cfg.data)
+
+    model_cfg = cfg.model.copy()
+    if "preprocess" in model_cfg and model_cfg.preprocess is None and hasattr(datamodule, "preprocess_config"):
+        datamodule.prepare_data()
+        with open_dict(model_cfg):
+            model_cfg.preprocess = datamodule.preprocess_config()
+    log.info("Instantiating model <%s>", model_cfg._target_)
+    model = hydra.utils.instantiate(model_cfg)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    loggers = instantiate_loggers(cfg.get("logger"), run_name(cfg), tags)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    callbacks.append(RunMetadata(resolved))
+    trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams({"config": resolved, "data_source": "synthetic" if "data_source=synthetic" in tags else "real"})
+
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _scalar_metrics(trainer.callback_metrics)
+
+    if cfg.get("test", False):
+        ckpt = None
+        cb = trainer.checkpoint_callback
+        if cb is not None and getattr(cb, "best_model_path", ""):
+            ckpt = cb.best_model_path
+        elif cfg.get("ckpt_path") and not cfg.get("train", True):
+            ckpt = cfg.ckpt_path
+        if ckpt is None:
+            log.warning("no best checkpoint found: testing the current weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        metrics.update(_scalar_metrics(trainer.callback_metrics))
+    log.info("metrics: %s", metrics)
+    return metrics
+
+
+# --------------------------------------------------------------------------- checkpoints
+def load_checkpoint_meta(ckpt_path: str | os.PathLike) -> dict[str, Any]:
+    """Read the ``geoemb`` metadata block of a checkpoint (module class, data config, config)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    meta = ckpt.get("geoemb")
+    if meta is None:
+        raise ValueError(
+            f"{path} has no 'geoemb' metadata block: it was not written by geoemb's train task "
+            "(RunMetadata callback); pass model=... and data=... explicitly"
+        )
+    return meta
+
+
+def load_module(ckpt_path: str | os.PathLike, map_location: str = "cpu"):
+    """Rebuild the LightningModule stored in ``ckpt_path`` (no other arguments needed)."""
+    meta = load_checkpoint_meta(ckpt_path)
+    cls = hydra.utils.get_class(meta["module_class"])
+    return cls.load_from_checkpoint(str(ckpt_path), map_location=map_location, weights_only=False)
+
+
+# --------------------------------------------------------------------------- evaluate
+@task_wrapper
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Run ``cfg.evaluation`` (an :class:`~geoemb.evaluation.base.Evaluator`), or test a checkpoint.
+
+    With ``ckpt_path`` and no evaluator, the model and the data config are rebuilt from the
+    checkpoint; ``data.*`` overrides given on the command line are merged on top.
+    """
+    from geoemb.utils.run_logger import RunLogger
+
+    seed_all(int(cfg.seed))
+    out = output_dir(cfg)
+    save_resolved_config(cfg, out)
+    tags = _data_tags(cfg)
+
+    if cfg.get("evaluation") is not None:
+        evaluator = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
+        wb = cfg.get("logger") or {}
+        wb_cfg = wb.get("wandb") if isinstance(wb, DictConfig) else None
+        logger = RunLogger.create(
+            enabled=wb_cfg is not None,
+            project=wb_cfg.get("project", "geoemb") if wb_cfg is not None else "geoemb",
+            name=run_name(cfg),
+            group=str(cfg.get("experiment_name")),
+            save_dir=out,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            tags=tags,
+        )
+        try:
+            metrics = evaluator.run(output_dir=out, logger=logger)
+        finally:
+            logger.finish()
+        log.info("metrics: %s", metrics)
+        return metrics
+
+    if not cfg.get("ckpt_path"):
+        raise ValueError("evaluate.py needs either experiment=<evaluator experiment> or ckpt_path=<checkpoint>")
+    from lightning import Trainer
+
+    meta = load_checkpoint_meta(cfg.ckpt_path)
+    model = load_module(cfg.ckpt_path)
+    data_cfg = OmegaConf.create(meta["data"])
+    if cfg.get("data") is not None:
+        data_cfg = OmegaConf.merge(data_cfg, cfg.data)
+    datamodule = hydra.utils.instantiate(data_cfg)
+    loggers = instantiate_loggers(cfg.get("logger"), run_name(cfg), tags)
+    trainer: Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers)),
+        logger=loggers or False,
+    )
+    trainer.test(model=model, datamodule=datamodule)
+    metrics = _scalar_metrics(trainer.callback_metrics)
+    log.info("metrics: %s", metrics)
+    return metrics
+
+
+# --------------------------------------------------------------------------- infer
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@task_wrapper
+def infer(cfg: DictConfig) -> dict[str, Any]:
+    """Stream a checkpoint over a scene and write a georeferenced class-map GeoTIFF.
+
+    Returns ``{"output": path, "width": W, "height": H, "seconds": t}``.
+    """
+    import time
+
+    from geoemb.inference import open_source, predict_raster
+
+    seed_all(int(cfg.seed))
+    device = _device(str(cfg.device))
+    model = load_module(cfg.ckpt_path).eval().to(device)
+    expected = getattr(model.preprocess, "in_channels", None)
+
+    def predict_fn(x: torch.Tensor) -> torch.Tensor:
+        return model(x).softmax(1)
+
+    t0 = time.perf_counter()
+    bands = list(cfg.bands) if cfg.get("bands") else None
+    with open_source(cfg.input, bands=bands) as src:
+        if expected is not None and src.count != expected:
+            raise ValueError(
+                f"input {cfg.input} has {src.count} bands but the checkpoint {cfg.ckpt_path} "
+                f"expects {expected} raw bands"
+            )
+        path = predict_raster(
+            src,
+            predict_fn,
+            cfg.output,
+            num_classes=int(model.num_classes),
+            tile_size=int(cfg.tile_size),
+            stride=int(cfg.stride),
+            batch_size=int(cfg.batch_size),
+            merge=str(cfg.merge),
+            write_probabilities=bool(cfg.write_probabilities),
+            device=str(device),
+            progress=bool(cfg.progress),
+        )
+        width, height = src.width, src.height
+    seconds = time.perf_counter() - t0
+    log.info("wrote %s (%dx%d) in %.1fs", path, width, height, seconds)
+    print(f"prediction GeoTIFF: {path}")
+    return {"output": str(path), "width": width, "height": height, "seconds": seconds}

@@ -1,0 +1,68 @@
+"""Zonal embedding statistics: polygons × embedding rasters -> per-polygon features.
+
+Generalises "Characterizing Census Blocks with Satellite Embedding Statistics" (Robinson & Corley,
+2026): any :mod:`geoemb.pooling` method pooled per polygon over (multi-tile, multi-CRS) embedding
+rasters, a PCA-3 RGB map, and the census-style evaluation (OLS R², CV logistic accuracy, PC
+correlations). CLI: ``python -m geoemb.zonal {stats,pca-rgb,evaluate,synthetic} ...``.
+"""
+
+from geoemb.zonal.analysis import (
+    ZonalEvaluation,
+    census_targets,
+    cv_logistic_accuracy,
+    evaluate_features,
+    evaluate_file,
+    majority_baseline,
+    ols_r2,
+    pc_correlations,
+    pca_scores,
+    write_report,
+)
+from geoemb.zonal.pca_rgb import pca_colors, pca_rgb_raster
+from geoemb.zonal.sources import (
+    TileMeta,
+    catalog_from_index,
+    catalog_from_tiles,
+    decode_values,
+    read_polygons,
+    read_tile_meta,
+)
+from geoemb.zonal.stats import (
+    PIXEL_COUNT,
+    TILE_COUNT,
+    apply_filters,
+    feature_names,
+    polygon_pixels,
+    read_features,
+    write_geoparquet,
+    zonal_stats,
+)
+
+__all__ = [
+    "PIXEL_COUNT",
+    "TILE_COUNT",
+    "TileMeta",
+    "ZonalEvaluation",
+    "apply_filters",
+    "catalog_from_index",
+    "catalog_from_tiles",
+    "census_targets",
+    "cv_logistic_accuracy",
+    "decode_values",
+    "evaluate_features",
+    "evaluate_file",
+    "feature_names",
+    "majority_baseline",
+    "ols_r2",
+    "pc_correlations",
+    "pca_colors",
+    "pca_rgb_raster",
+    "pca_scores",
+    "polygon_pixels",
+    "read_features",
+    "read_polygons",
+    "read_tile_meta",
+    "write_geoparquet",
+    "write_report",
+    "zonal_stats",
+]

@@ -1,0 +1,436 @@
+"""Per-polygon pooling of embedding rasters (the census-block statistics workflow, generalised).
+
+For every polygon: reproject it to each intersecting tile's CRS, read only the window it covers,
+rasterise the polygon mask on that window (pixel centres, or ``all_touched``), keep the valid pixels
+(not nodata / finite), gather the pixel vectors of *all* intersecting tiles and pool them with any
+registered :mod:`geoemb.pooling` method. The default ``mean_std`` gives the blog's 128-d features for
+64-d AEF. Polygons without valid pixels get a NaN feature row and ``pixel_count = 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.features
+import rasterio.windows
+import torch
+from tqdm.auto import tqdm
+
+from geoemb.utils.io import atomic_path
+from geoemb.zonal.sources import (
+    PathLike,
+    TileMeta,
+    catalog_from_index,
+    catalog_from_tiles,
+    check_tiles,
+    decode_values,
+    read_polygons,
+    read_tile_meta,
+)
+
+#: Column holding the number of valid pixels pooled per polygon.
+PIXEL_COUNT = "pixel_count"
+#: Column holding the number of tiles that contributed pixels.
+TILE_COUNT = "tile_count"
+#: Default prefix of feature columns (used to find them again in a features file).
+FEATURE_PREFIX = "emb_"
+#: Key of the JSON blob stored in the GeoParquet schema metadata.
+META_KEY = b"geoemb.zonal"
+
+_RASTERIZE_LOCK = threading.Lock()
+
+_PARTS = {
+    "mean_std": ("mean", "std"),
+    "mean_max": ("mean", "max"),
+    "median_iqr": ("median", "iqr"),
+    "stats": ("min", "max", "mean", "std"),
+    "percentiles": ("p10", "p25", "p50", "p75", "p90"),
+    "signed_non_cancelling_gem": ("gempos", "gemneg"),
+}
+
+
+def feature_names(method: str, dim: int, out_dim: int, prefix: str = FEATURE_PREFIX) -> list[str]:
+    """Column names of the pooled features, e.g. ``emb_mean_00 … emb_std_63`` for ``mean_std``.
+
+    Multi-part methods (``mean_std``, ``stats``, ``percentiles``, …) name each part; other methods
+    use ``<prefix><method>_<i>``.
+    """
+    parts = _PARTS.get(method)
+    if method in ("mean", "max", "min", "std", "gem", "median") and out_dim == dim:
+        parts = (method,)
+    if parts and len(parts) * dim == out_dim:
+        width = max(2, len(str(dim - 1)))
+        return [f"{prefix}{p}_{i:0{width}d}" for p in parts for i in range(dim)]
+    width = max(2, len(str(out_dim - 1)))
+    return [f"{prefix}{method}_{i:0{width}d}" for i in range(out_dim)]
+
+
+def apply_filters(
+    gdf: gpd.GeoDataFrame,
+    land_column: str | None = "ALAND20",
+    drop_zero_land: bool = True,
+    max_land_km2: float | None = 25.0,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Drop all-water (``land == 0``) and oversized (``land > max_land_km2`` km², land in m²) polygons.
+
+    ``bbox = (W, S, E, N)`` in EPSG:4326 keeps only polygons intersecting it. Returns the kept
+    rows (original index preserved) and counts per reason.
+    """
+    counts = {"input": len(gdf)}
+    keep = np.ones(len(gdf), dtype=bool)
+    if bbox is not None:
+        from shapely.geometry import box
+
+        b = gpd.GeoSeries([box(*bbox)], crs="EPSG:4326").to_crs(gdf.crs).iloc[0]
+        inside = gdf.geometry.intersects(b).to_numpy()
+        counts["outside_bbox"] = int((~inside).sum())
+        keep &= inside
+    if land_column is not None and (drop_zero_land or max_land_km2 is not None):
+        if land_column not in gdf.columns:
+            raise ValueError(
+                f"polygons have no land-area column {land_column!r} (columns: {list(gdf.columns)}); "
+                "pass land_column=None to disable the water/size filters"
+            )
+        land = pd.to_numeric(gdf[land_column], errors="coerce").to_numpy(dtype=float)
+        if drop_zero_land:
+            water = land == 0
+            counts["all_water"] = int((water & keep).sum())
+            keep &= ~water
+        if max_land_km2 is not None:
+            big = land > max_land_km2 * 1e6
+            counts["oversized"] = int((big & keep).sum())
+            keep &= ~big
+    counts["kept"] = int(keep.sum())
+    return gdf[keep], counts
+
+
+class _Reader:
+    """One rasterio handle per (thread, tile); all handles are closed by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> Any:
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        ds = cache.get(path)
+        if ds is None:
+            ds = cache[path] = rasterio.open(path)
+            with self._lock:
+                self._all.append(ds)
+        return ds
+
+    def close(self) -> None:
+        with self._lock:
+            for ds in self._all:
+                ds.close()
+            self._all.clear()
+
+
+def polygon_pixels(
+    parts: Iterable[tuple[TileMeta, Any]],
+    reader: _Reader | None = None,
+    decode: str = "raw",
+    nodata: float | None = None,
+    all_touched: bool = False,
+) -> tuple[np.ndarray, int]:
+    """Gather the valid pixel vectors of one polygon over its tiles.
+
+    Parameters
+    ----------
+    parts:
+        ``(tile, geometry)`` pairs; each geometry is the polygon in that tile's CRS.
+    nodata:
+        Overrides the tiles' declared nodata value. A pixel is invalid if any band equals nodata
+        or is not finite.
+
+    Returns
+    -------
+    pixels : float32 array (N, D) and the number of tiles that contributed pixels.
+    """
+    own = reader is None
+    reader = reader or _Reader()
+    chunks: list[np.ndarray] = []
+    try:
+        for meta, geom in parts:
+            minx, miny, maxx, maxy = geom.bounds
+            t = meta.transform  # north-up (checked in read_tile_meta)
+            cols = ((minx - t.c) / t.a, (maxx - t.c) / t.a)
+            rows = ((miny - t.f) / t.e, (maxy - t.f) / t.e)
+            c0 = max(int(np.floor(min(cols))), 0)
+            r0 = max(int(np.floor(min(rows))), 0)
+            c1 = min(int(np.ceil(max(cols))), meta.width)
+            r1 = min(int(np.ceil(max(rows))), meta.height)
+            if c1 <= c0 or r1 <= r0:
+                continue
+            win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+            wt = rasterio.Affine(t.a, 0.0, t.c + c0 * t.a, 0.0, t.e, t.f + r0 * t.e)
+            with _RASTERIZE_LOCK:  # rasterio's in-memory rasterize is not reliably thread-safe
+                inside = rasterio.features.geometry_mask(
+                    [geom],
+                    out_shape=(r1 - r0, c1 - c0),
+                    transform=wt,
+                    all_touched=all_touched,
+                    invert=True,
+                )
+            if not inside.any():
+                continue
+            arr = reader.get(meta.path).read(window=win)  # (D, h, w)
+            vals = arr[:, inside]  # (D, n)
+            nd = meta.nodata if nodata is None else nodata
+            valid = np.ones(vals.shape[1], dtype=bool)
+            if nd is not None and not (isinstance(nd, float) and np.isnan(nd)):
+                valid &= ~(vals == np.asarray(nd, dtype=vals.dtype)).any(axis=0)
+            x = decode_values(vals[:, valid], decode, meta.dtype)
+            if x.dtype.kind == "f":
+                x = x[:, np.isfinite(x).all(axis=0)]
+            if x.shape[1]:
+                chunks.append(x.T)
+    finally:
+        if own:
+            reader.close()
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32), 0
+    return np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32), len(chunks)
+
+
+def pool_pixels(
+    pixels: np.ndarray,
+    method: str,
+    out_dim: int,
+    state: Any = None,
+    dtype: torch.dtype = torch.float64,
+) -> np.ndarray:
+    """Pool ``pixels`` (N, D) into one (F,) vector with :func:`geoemb.pooling.pool`.
+
+    The pixel set is laid out as a 1×N strip ``(1, D, 1, N)``; methods that use the spatial layout
+    (``center_weighted_mean``) are therefore not meaningful for polygons. ``N == 0`` gives NaNs.
+    """
+    if pixels.shape[0] == 0:
+        return np.full(out_dim, np.nan, dtype=np.float32)
+    from geoemb.pooling import pool
+
+    x = torch.from_numpy(pixels.T.copy()).to(dtype).reshape(1, pixels.shape[1], 1, pixels.shape[0])
+    out = pool(x, method, mask=None, state=state)
+    return out.reshape(-1).detach().cpu().numpy().astype(np.float32)
+
+
+def _build_catalog(
+    tiles: PathLike | Iterable[PathLike] | None,
+    tile_index: PathLike | gpd.GeoDataFrame | None,
+    path_column: str | None,
+    index_filter: dict | None,
+) -> gpd.GeoDataFrame:
+    if (tiles is None) == (tile_index is None):
+        raise ValueError(
+            "give exactly one of tiles=[...] (GeoTIFF paths) or tile_index=<gpkg/parquet>"
+        )
+    if tile_index is not None:
+        return catalog_from_index(tile_index, path_column=path_column, filters=index_filter)
+    return catalog_from_tiles(tiles)
+
+
+def zonal_stats(
+    polygons: PathLike | gpd.GeoDataFrame,
+    tiles: PathLike | Iterable[PathLike] | None = None,
+    tile_index: PathLike | gpd.GeoDataFrame | None = None,
+    *,
+    method: str = "mean_std",
+    state: Any = None,
+    decode: str = "raw",
+    nodata: float | None = None,
+    all_touched: bool = False,
+    land_column: str | None = "ALAND20",
+    drop_zero_land: bool = True,
+    max_land_km2: float | None = 25.0,
+    bbox: tuple[float, float, float, float] | None = None,
+    path_column: str | None = None,
+    index_filter: dict | None = None,
+    num_workers: int = 4,
+    chunk_size: int = 2048,
+    feature_prefix: str = FEATURE_PREFIX,
+    progress: bool = True,
+    layer: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Pool embedding-raster pixels inside every polygon.
+
+    Parameters
+    ----------
+    polygons:
+        Polygon layer (path or GeoDataFrame) in any CRS.
+    tiles, tile_index:
+        Either GeoTIFF paths/folders/globs, or a tile index (footprints -> ``path_column``,
+        optionally filtered with ``index_filter`` such as ``{"year": 2020}``). Tiles may use
+        different CRSs; the band count D must agree.
+    method, state:
+        A :mod:`geoemb.pooling` key (``mean_std`` = blog's mean+std) and, for parametric methods,
+        the fitted state.
+    decode:
+        ``raw`` (stored values as float) or ``aef`` (dequantise AEF uint8/int8 codes).
+    nodata:
+        Overrides the tiles' nodata value.
+    all_touched:
+        Rasterise every pixel the polygon touches instead of pixel centres inside it.
+    land_column, drop_zero_land, max_land_km2, bbox:
+        Filters (see :func:`apply_filters`); ``land_column=None`` disables the area filters.
+    num_workers, chunk_size:
+        Threads for windowed reads (one rasterio handle per thread and tile) and polygons per
+        chunk (bounds memory: only one chunk's reprojected geometries and features are live).
+
+    Returns
+    -------
+    GeoDataFrame in the polygons' CRS: kept polygons' attributes + F feature columns
+    (``feature_names``) + ``pixel_count`` + ``tile_count``; ``attrs["zonal"]`` describes the run.
+    """
+    from geoemb.pooling import output_dim, pool
+
+    gdf = read_polygons(polygons, layer=layer)
+    gdf, filter_counts = apply_filters(gdf, land_column, drop_zero_land, max_land_km2, bbox)
+    catalog = _build_catalog(tiles, tile_index, path_column, index_filter)
+
+    # Candidate (polygon, tile) pairs from the footprints, in the catalogue CRS.
+    geoms_cat = gdf.geometry.to_crs(catalog.crs).to_numpy()
+    poly_idx, tile_idx = catalog.sindex.query(geoms_cat, predicate="intersects")
+    needed = sorted(set(tile_idx.tolist()))
+    metas = {
+        j: read_tile_meta(catalog.path.iloc[j]) for j in needed
+    }  # fails early on missing tiles
+    dim = check_tiles(list(metas.values()))
+    if dim == 0:  # nothing intersects: D from any tile
+        dim = read_tile_meta(catalog.path.iloc[0]).count if len(catalog) else 0
+    out_dim = output_dim(method, dim)
+    pool(
+        torch.zeros(1, dim, 1, 2, dtype=torch.float64), method, state=state
+    )  # fail early: method/state
+    names = feature_names(method, dim, out_dim, feature_prefix)
+    clash = set(names + [PIXEL_COUNT, TILE_COUNT]) & set(gdf.columns)
+    if clash:
+        raise ValueError(f"polygon attributes {sorted(clash)} clash with output columns")
+
+    pairs: dict[int, list[int]] = {}
+    for i, j in zip(poly_idx.tolist(), tile_idx.tolist(), strict=True):
+        pairs.setdefault(i, []).append(j)
+
+    n = len(gdf)
+    feats = np.full((n, out_dim), np.nan, dtype=np.float32)
+    counts = np.zeros(n, dtype=np.int64)
+    ntiles = np.zeros(n, dtype=np.int64)
+    reader = _Reader()
+
+    def work(item: tuple[int, list[tuple[TileMeta, Any]]]) -> tuple[int, np.ndarray, int, int]:
+        i, parts = item
+        px, k = polygon_pixels(parts, reader, decode=decode, nodata=nodata, all_touched=all_touched)
+        return i, pool_pixels(px, method, out_dim, state), px.shape[0], k
+
+    bar = tqdm(total=n, desc=f"zonal {method}", unit="poly", disable=not progress)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as ex:
+            for start in range(0, n, max(1, chunk_size)):
+                stop = min(n, start + chunk_size)
+                chunk_tiles = sorted({j for i in range(start, stop) for j in pairs.get(i, [])})
+                by_crs: dict[str, list[int]] = {}
+                for j in chunk_tiles:
+                    by_crs.setdefault(metas[j].crs.to_wkt(), []).append(j)
+                local: dict[tuple[int, int], Any] = {}
+                for wkt, js in by_crs.items():
+                    reproj = gdf.geometry.iloc[start:stop].to_crs(wkt).to_numpy()
+                    jset = set(js)
+                    for i in range(start, stop):
+                        for j in pairs.get(i, []):
+                            if j in jset:
+                                local[(i, j)] = reproj[i - start]
+                items = [
+                    (i, [(metas[j], local[(i, j)]) for j in pairs.get(i, [])])
+                    for i in range(start, stop)
+                ]
+                for i, f, c, k in ex.map(work, items):
+                    feats[i], counts[i], ntiles[i] = f, c, k
+                    bar.update(1)
+    finally:
+        bar.close()
+        reader.close()
+
+    out = gdf.copy()
+    out = pd.concat(
+        [out.reset_index(drop=True), pd.DataFrame(feats, columns=names)], axis=1
+    ).set_index(gdf.index)
+    out[PIXEL_COUNT] = counts
+    out[TILE_COUNT] = ntiles
+    out = gpd.GeoDataFrame(out, geometry=gdf.geometry.name, crs=gdf.crs)
+    out.attrs["zonal"] = {
+        "method": method,
+        "input_dim": int(dim),
+        "feature_columns": names,
+        "decode": decode,
+        "all_touched": bool(all_touched),
+        "filters": filter_counts,
+        "n_tiles_used": len(needed),
+        "n_empty": int((counts == 0).sum()),
+    }
+    return out
+
+
+def write_geoparquet(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
+    """Write ``gdf`` as GeoParquet 1.1 (with a covering ``bbox`` column) atomically.
+
+    The run description in ``gdf.attrs["zonal"]`` (method, feature columns, filters) is stored as
+    JSON under the ``geoemb.zonal`` key of the Parquet schema metadata.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        gdf.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)
+        info = gdf.attrs.get("zonal")
+        if info:
+            table = pq.read_table(tmp)
+            meta = dict(table.schema.metadata or {})
+            meta[META_KEY] = json.dumps(info).encode()
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+    return path
+
+
+def read_features(
+    path: PathLike | gpd.GeoDataFrame, prefix: str = FEATURE_PREFIX
+) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Read a features GeoParquet (or take a GeoDataFrame) and return it with its feature columns."""
+    if isinstance(path, gpd.GeoDataFrame):
+        gdf = path
+        info = gdf.attrs.get("zonal", {})
+    else:
+        import pyarrow.parquet as pq
+
+        if not Path(path).exists():
+            raise FileNotFoundError(f"features file {path} does not exist")
+        gdf = gpd.read_parquet(path)
+        meta = pq.read_schema(path).metadata or {}
+        info = json.loads(meta[META_KEY]) if META_KEY in meta else {}
+        gdf.attrs["zonal"] = info
+    cols = info.get("feature_columns") or [c for c in gdf.columns if str(c).startswith(prefix)]
+    missing = [c for c in cols if c not in gdf.columns]
+    if not cols or missing:
+        raise ValueError(
+            f"features {path if not isinstance(path, gpd.GeoDataFrame) else '<GeoDataFrame>'}: "
+            f"expected feature columns starting with {prefix!r}"
+            + (f", missing {missing[:5]}" if missing else "")
+        )
+    return gdf, cols
+
+
+def default_workers() -> int:
+    """A sensible thread count for windowed reads (I/O bound): min(8, 2 × CPUs)."""
+    return min(8, 2 * (os.cpu_count() or 1))

@@ -1,0 +1,29 @@
+"""End-to-end CLI: synth -> build-corpus -> query / exemplar -> GeoParquet + score raster."""
+
+import geopandas as gpd
+import pytest
+import rasterio
+
+from geoemb.retrieval.__main__ import main
+from geoemb.utils.geoparquet import validate_geoparquet
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path, capsys):
+    src, corpus = tmp_path / "in", tmp_path / "corpus"
+    main(["synth", "--out", str(src), "--n", "600", "--dim", "64", "--parts", "2"])
+    main(["build-corpus", "--input", str(src), "--out", str(corpus), "--dim", "64",
+          "--precision", "1", "--max-rows", "200", "--batch-rows", "500", "--quiet",
+          "--model", '{"name": "synthetic"}'])  # fmt: skip
+    assert "600 rows" in capsys.readouterr().out
+    main(["query", "--corpus", str(corpus), "--id", "3", "--k", "5", "--bbox", "170", "-60", "-170",
+          "75", "--out", str(tmp_path / "q.parquet")])  # fmt: skip
+    validate_geoparquet(tmp_path / "q.parquet")
+    out = tmp_path / "ex.parquet"
+    main(["exemplar", "--corpus", str(corpus), "--pos-id", "3", "--neg-id", "4", "--view", "full",
+          "--bbox", "-60", "-40", "60", "40", "--out", str(out), "--raster", str(tmp_path / "s.tif"),
+          "--resolution", "5"])  # fmt: skip
+    g = gpd.read_parquet(out, bbox=(-10, -10, 10, 10))
+    assert 0 < len(g) < len(gpd.read_parquet(out))
+    with rasterio.open(tmp_path / "s.tif") as r:
+        assert r.crs.to_epsg() == 4326 and r.read(1).shape == (16, 24)
