@@ -5,11 +5,12 @@ Reproduces the GeoPool probes (``reference/geopool.md`` section 7) with sklearn 
 * :func:`knn_classify`: ``KNeighborsClassifier(k, metric="cosine", algorithm="brute")`` with
   uniform weights on the raw features.  Cosine distance ``clip(1 - <x/|x|, y/|y|>, 0, 2)`` in
   the input precision (zero vectors stay zero, as ``sklearn.preprocessing.normalize``); the k
-  nearest training points, exact distance ties at the k-th place broken by the lower training
-  index; the vote picks the smallest label among tied counts (sklearn's ``mode``/argmax).
-  Note: sklearn itself picks among points *exactly* tied at the k-th distance with
-  ``np.argpartition`` (an introselect whose choice is not index order), so predictions can only
-  differ from sklearn when such a boundary tie spans different labels.
+  nearest training points; the vote picks the smallest label among tied counts (sklearn's
+  ``mode``).  Points *exactly* tied at the k-th distance: sklearn keeps the ones
+  ``np.argpartition`` returns (not index order).  On CPU we compute the distances with the same
+  numpy operations as sklearn and resolve such rows with ``np.argpartition`` too, so predictions
+  are identical; on other devices ties go to the lower training index (and float32 rounding of
+  a different GEMM can differ from sklearn's in the last bit).
 * :func:`linear_probe`: ``StandardScaler`` fit on train, then multinomial L2 logistic regression
   minimising ``mean(CE) + ||W||^2 / (2 C n)`` (sklearn's objective; intercept unpenalised) with
   full-batch L-BFGS (strong Wolfe).  ``C=None`` chooses C from ``Cs`` by ``cv``-fold stratified
@@ -73,6 +74,13 @@ def _check_same_width(x_train: Tensor, x_test: Tensor) -> None:
 # ----------------------------------------------------------------------------------------------
 # kNN
 # ----------------------------------------------------------------------------------------------
+def _np_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-normalise like ``sklearn.preprocessing.normalize`` (zero rows stay zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0.0] = 1.0
+    return x / norms[:, np.newaxis]
+
+
 def _normalize_rows(x: Tensor) -> Tensor:
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     return x / torch.where(norm == 0, torch.ones_like(norm), norm)
@@ -113,30 +121,44 @@ def knn_classify(
     # non-finite features -> 0, as the reference's sanitize_features
     xtr = torch.nan_to_num(xtr, nan=0.0, posinf=0.0, neginf=0.0)
     xte = torch.nan_to_num(xte, nan=0.0, posinf=0.0, neginf=0.0)
-    tr_n = _normalize_rows(xtr)
+    on_cpu = dev.type == "cpu"
+    tr_n = _np_normalize(xtr.numpy()) if on_cpu else _normalize_rows(xtr)
     preds = []
     for s in range(0, xte.shape[0], batch_size):
-        q = _normalize_rows(xte[s : s + batch_size])
-        dist = torch.mm(q, tr_n.T)
-        dist.neg_().add_(1.0).clamp_(0.0, 2.0)  # sklearn cosine_distances
+        if on_cpu:
+            # the same float32/float64 numpy operations as sklearn's cosine_distances, so that
+            # distances (and hence exact ties) are bit-identical to the anchor's
+            dn = _np_normalize(xte[s : s + batch_size].numpy()) @ tr_n.T
+            dn *= -1
+            dn += 1
+            np.clip(dn, 0, 2, out=dn)
+            dist = torch.from_numpy(dn)
+        else:
+            q = _normalize_rows(xte[s : s + batch_size])
+            dist = torch.mm(q, tr_n.T)
+            dist.neg_().add_(1.0).clamp_(0.0, 2.0)  # sklearn cosine_distances
         kth_vals, idx = torch.topk(dist, k, dim=1, largest=False)
         kth = kth_vals[:, -1:]
         n_le = (dist <= kth).sum(1)
-        votes = torch.zeros((q.shape[0], n_cls), dtype=torch.float32, device=dev)
-        votes.scatter_add_(1, y_enc[idx], torch.ones_like(idx, dtype=torch.float32))
         tie_rows = torch.nonzero(n_le > k).flatten()
         if tie_rows.numel():
-            # several points at the k-th distance: keep all strictly closer ones, then the
-            # lowest training indices among the tied ones
-            d = dist[tie_rows]
-            t = kth[tie_rows]
-            closer = d < t
-            ties = d == t
-            need = k - closer.sum(1, keepdim=True)
-            sel = closer | (ties & (torch.cumsum(ties, dim=1) <= need))
-            v = torch.zeros((tie_rows.numel(), n_cls), dtype=torch.float32, device=dev)
-            v.scatter_add_(1, y_enc[None, :].expand_as(d), sel.to(torch.float32))
-            votes[tie_rows] = v
+            if on_cpu:
+                # several points at the k-th distance: pick them as sklearn does
+                # (np.argpartition on the distance row, row by row independent)
+                rows = tie_rows.numpy()
+                part = np.argpartition(dn[rows], k - 1, axis=1)[:, :k]
+                idx[tie_rows] = torch.from_numpy(part).to(idx.dtype)
+            else:
+                # keep all strictly closer points, then the lowest training indices among ties
+                d = dist[tie_rows]
+                t = kth[tie_rows]
+                closer = d < t
+                ties = d == t
+                need = k - closer.sum(1, keepdim=True)
+                sel = closer | (ties & (torch.cumsum(ties, dim=1) <= need))
+                idx[tie_rows] = torch.nonzero(sel)[:, 1].reshape(-1, k).to(idx.dtype)
+        votes = torch.zeros((dist.shape[0], n_cls), dtype=torch.float32, device=dev)
+        votes.scatter_add_(1, y_enc[idx], torch.ones_like(idx, dtype=torch.float32))
         preds.append(classes[votes.argmax(dim=1)])  # first max = smallest label
     if not preds:
         return torch.empty(0, dtype=torch.long, device=dev)

@@ -92,7 +92,7 @@ def test_evaluator_end_to_end(syn_root, tmp_path, monkeypatch):
         root=str(tmp_path / "real"), synthetic=True, synthetic_root=str(syn_root),
         synthetic_kwargs={"n_per_class": 6, "encoders": ["aef", "olmoearth-nano", "tessera"]},
         encoders=["aef", "olmoearth-nano"], methods=["mean", "stats", "pca_64", "bovw_128"],
-        Cs=[0.01, 1.0], batch_size=16, device="cpu", progress=False, seed=0,
+        linear_C=1.0, batch_size=16, device="cpu", progress=False, seed=0,
     )  # fmt: skip
     logger = RunLogger(None)
     metrics = ev.run(tmp_path / "run", logger)
