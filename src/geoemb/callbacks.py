@@ -98,6 +98,19 @@ class LogPredictions(Callback):
         return target
 
 
+def _plain_tree(obj: Any) -> Any:
+    """Recursively turn OmegaConf containers into plain dicts/lists (and AttributeDicts into dicts)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, dict):
+        return {k: _plain_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_plain_tree(v) for v in obj)
+    return obj
+
+
 class RunMetadata(Callback):
     """Store what rebuilds the run in every checkpoint: module class, data config, full config.
 
@@ -110,9 +123,13 @@ class RunMetadata(Callback):
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         cls = type(pl_module)
+        # OmegaConf containers in hparams would make torch.load(weights_only=True) refuse the file
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+            if key in checkpoint:
+                checkpoint[key] = _plain_tree(checkpoint[key])
         checkpoint["geoemb"] = {
             "module_class": f"{cls.__module__}.{cls.__qualname__}",
             "data": self.config.get("data"),
             "config": self.config,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }

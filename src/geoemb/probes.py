@@ -92,6 +92,7 @@ def knn_classify(
     x_test,
     k: int = 5,
     batch_size: int = 4096,
+    backend: str = "auto",
 ) -> Tensor:
     """Cosine kNN classification with uniform votes (sklearn brute-force semantics).
 
@@ -104,6 +105,8 @@ def knn_classify(
         Number of neighbours.
     batch_size : int
         Test rows per similarity block (memory ~ batch_size * N_train).
+    backend : {"auto", "numpy", "torch"}
+        ``auto``: numpy distances (bit-identical to sklearn) on CPU, torch elsewhere.
 
     Returns
     -------
@@ -121,7 +124,11 @@ def knn_classify(
     # non-finite features -> 0, as the reference's sanitize_features
     xtr = torch.nan_to_num(xtr, nan=0.0, posinf=0.0, neginf=0.0)
     xte = torch.nan_to_num(xte, nan=0.0, posinf=0.0, neginf=0.0)
-    on_cpu = dev.type == "cpu"
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"knn_classify: backend must be auto|numpy|torch, got {backend!r}")
+    if backend == "numpy" and dev.type != "cpu":
+        raise ValueError("knn_classify: backend='numpy' needs CPU tensors")
+    on_cpu = dev.type == "cpu" and backend != "torch"
     tr_n = _np_normalize(xtr.numpy()) if on_cpu else _normalize_rows(xtr)
     preds = []
     for s in range(0, xte.shape[0], batch_size):

@@ -177,7 +177,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams({"config": resolved, "data_source": "synthetic" if "data_source=synthetic" in tags else "real"})
 
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(
+            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False
+        )
     metrics = _scalar_metrics(trainer.callback_metrics)
 
     if cfg.get("test", False):
@@ -269,7 +271,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers)),
         logger=loggers or False,
     )
-    trainer.test(model=model, datamodule=datamodule)
+    trainer.test(model=model, datamodule=datamodule, weights_only=False)
     metrics = _scalar_metrics(trainer.callback_metrics)
     log.info("metrics: %s", metrics)
     return metrics

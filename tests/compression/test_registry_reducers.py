@@ -50,6 +50,7 @@ def test_unknown_and_malformed_configs_raise_clear_errors():
             build(bad)
     with pytest.raises(ValueError, match="unknown keyword"):
         build("int8", colour="red")
+    assert build("PCA(64)+int8").name == "pca64+int8" and build("pca_16+INT4").name == "pca16+int4"
 
 
 def test_expected_bytes(data):

@@ -85,3 +85,8 @@ def test_rabitq_via_faiss():
     rec = q.decode(codes)
     cos = np.sum(rec * x, 1) / np.linalg.norm(rec, axis=1) / np.linalg.norm(x, axis=1)
     assert cos.mean() > 0.7  # 1-bit codes keep ~sqrt(2/pi) ~ 0.8 cosine
+
+
+def test_multibit_rabitq_is_refused_with_reason():
+    with pytest.raises(ValueError, match="ignores the extra bits"):
+        build("rabitq_4")

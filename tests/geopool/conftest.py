@@ -21,3 +21,14 @@ def syn_legacy(tmp_path_factory):
     return generate(
         root, n_per_class=5, encoders=("tessera", "olmoearth-tiny"), tessera_bands=512, size=16
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one intra-op thread is much faster on the shared 2-core CI box (restored after)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -61,7 +61,9 @@ def test_dataset_reads_every_encoder(syn_root, encoder):
     assert ds.stems == stems and len(ds) == len(stems)
     item = ds[0]
     assert item["image"].shape == (bands, 64, 64) and item["image"].dtype == torch.float32
-    assert item["mask"].shape == (64, 64) and item["mask"].dtype == torch.bool and item["mask"].all()
+    assert (
+        item["mask"].shape == (64, 64) and item["mask"].dtype == torch.bool and item["mask"].all()
+    )
     assert item["label"].dtype == torch.long
     assert int(item["label"]) == E.CLASSES.index(stems[0].rsplit("_", 1)[0])
     assert ds.num_bands == bands
@@ -91,7 +93,7 @@ def test_dequantization_exact(syn_root):
     deq, _ = E.read_embedding(p, "aef", "dequantized")
     np.testing.assert_array_equal(raw, codes.astype(np.float32))
     np.testing.assert_allclose(deq, expect, rtol=1e-6, atol=1e-9)
-    assert deq.min() >= -(127 / 127.5) ** 2 - 1e-7 and deq.max() <= 1.0
+    assert deq.min() >= -((127 / 127.5) ** 2) - 1e-7 and deq.max() <= 1.0
     # codes 0, 127, 254 -> -(127/127.5)^2, 0, +(127/127.5)^2
     fmt = E.ENCODER_FORMATS["aef"][0]
     np.testing.assert_allclose(
@@ -160,7 +162,9 @@ def test_bad_inputs(tmp_path, syn_root):
         E.read_embedding(junk, "aef")
     # missing split file
     (tmp_path / "eurosat-aef").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"eurosat-spatial-train\.txt.*data\.synthetic=true"):
+    with pytest.raises(
+        FileNotFoundError, match=r"eurosat-spatial-train\.txt.*data\.synthetic=true"
+    ):
         E.EuroSATEmbedDataset(tmp_path, "aef", "train", "spatial")
     # missing encoder directory / unknown encoder / bad values
     with pytest.raises(FileNotFoundError, match="eurosat-tessera"):

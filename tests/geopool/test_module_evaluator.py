@@ -56,6 +56,7 @@ def test_pooling_classifier_fast_dev_run(syn_root, tmp_path, head):
         torch.testing.assert_close(back(x), model(x))
 
 
+@pytest.mark.slow
 def test_pooling_classifier_learns(syn_root):
     """A few epochs of attention-MIL on the synthetic tree beat chance on val."""
     import lightning as L
@@ -66,7 +67,7 @@ def test_pooling_classifier_learns(syn_root):
     model = PoolingClassifier(head={"name": "attention_mil", "hidden": 16}, in_dim=128,
                               optimizer={"_target_": "torch.optim.AdamW", "_partial_": True,
                                          "lr": 1e-2}, write_results=False)  # fmt: skip
-    trainer = L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     dm = _dm(syn_root, "olmoearth-nano")
     trainer.fit(model, datamodule=dm)
@@ -91,18 +92,18 @@ def test_evaluator_end_to_end(syn_root, tmp_path, monkeypatch):
     ev = GeoPoolEvaluator(
         root=str(tmp_path / "real"), synthetic=True, synthetic_root=str(syn_root),
         synthetic_kwargs={"n_per_class": 6, "encoders": ["aef", "olmoearth-nano", "tessera"]},
-        encoders=["aef", "olmoearth-nano"], methods=["mean", "stats", "pca_64", "bovw_128"],
+        encoders=["aef"], methods=["mean", "stats", "pca_64", "bovw_128"],
         linear_C=1.0, batch_size=16, device="cpu", progress=False, seed=0,
     )  # fmt: skip
     logger = RunLogger(None)
     metrics = ev.run(tmp_path / "run", logger)
     rd = tmp_path / "run"
     jobs = sorted(p.name for p in (rd / "jobs").glob("*.csv"))
-    assert jobs == [f"{e}__{m}.csv" for e in ("aef", "olmoearth-nano") for m in
-                    ("bovw_128", "mean", "stats")]  # fmt: skip  (pca_64 skipped: 40 train < 64)
+    # pca_64 skipped: 40 train samples < 64 components
+    assert jobs == ["aef__bovw_128.csv", "aef__mean.csv", "aef__stats.csv"]
     df = pd.read_csv(rd / "geopool_results.csv")
     assert (df["data_source"] == "synthetic").all()
-    assert len(df) == 2 * 3 * 2 * 2  # encoders x methods x splits x probes
+    assert len(df) == 3 * 2 * 2  # methods x splits x probes
     stats_lin = df[(df.pool == "stats") & (df.probe == "linear")]["accuracy"]
     assert stats_lin.mean() > 0.4  # chance 0.1
     assert (df[df.probe == "knn_5"]["accuracy"] > 0.1).mean() > 0.5
@@ -111,7 +112,9 @@ def test_evaluator_end_to_end(syn_root, tmp_path, monkeypatch):
             "accuracy"
         ].item()
     )
-    assert (rd / "tables" / "linear_table.tex").is_file() and (rd / "plots" / "random_vs_spatial.png").is_file()
+    assert (rd / "tables" / "linear_table.tex").is_file() and (
+        rd / "plots" / "random_vs_spatial.png"
+    ).is_file()
     assert "geopool/linear_table" in logger.tables and "geopool/random_vs_spatial" in logger.images
     npz = rd / "embeddings" / "aef" / "stats" / "spatial.npz"
     with np.load(npz) as z:
@@ -121,7 +124,9 @@ def test_evaluator_end_to_end(syn_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(P, "pool_many", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     again = ev.run(tmp_path / "run", RunLogger(None))
-    assert again["test/linear_acc/spatial/aef/stats"] == metrics["test/linear_acc/spatial/aef/stats"]
+    assert (
+        again["test/linear_acc/spatial/aef/stats"] == metrics["test/linear_acc/spatial/aef/stats"]
+    )
 
 
 def test_evaluator_bad_args(tmp_path):
@@ -149,7 +154,9 @@ def test_compose_pool_experiments(exp, head, tmp_path):
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = _compose("train", [f"experiment={exp}", "data.synthetic=true", f"paths.data_dir={tmp_path}"])
+    cfg = _compose(
+        "train", [f"experiment={exp}", "data.synthetic=true", f"paths.data_dir={tmp_path}"]
+    )
     HydraConfig().set_config(cfg)
     assert cfg.model.head.name == head and cfg.monitor == "val/acc"
     assert cfg.model._target_.endswith("PoolingClassifier")

@@ -15,7 +15,9 @@ def test_geopool_notebook_executes(tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.read(NB, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     out = "".join(
         o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
         for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -39,9 +39,11 @@ def test_knn_identical_to_sklearn_random(k, dtype):
     xtr = (centers[ytr] + rng.normal(size=(700, 16))).astype(dtype)
     xte = (centers[yte] + rng.normal(size=(300, 16))).astype(dtype)
     ytr = ytr * 3 + 7  # non-contiguous labels
-    got = knn_classify(xtr, ytr, xte, k=k, batch_size=128)
-    assert got.dtype == torch.long
-    np.testing.assert_array_equal(got.numpy(), sk_knn(xtr, ytr, xte, k))
+    ref = sk_knn(xtr, ytr, xte, k)
+    for backend in ("numpy", "torch"):
+        got = knn_classify(xtr, ytr, xte, k=k, batch_size=128, backend=backend)
+        assert got.dtype == torch.long
+        np.testing.assert_array_equal(got.numpy(), ref)
 
 
 def test_knn_identical_to_sklearn_with_ties():
@@ -59,6 +61,26 @@ def test_knn_identical_to_sklearn_with_ties():
         np.testing.assert_array_equal(
             knn_classify(xtr, ytr, xte, k=k).numpy(), sk_knn(xtr, ytr, xte, k), err_msg=f"k={k}"
         )
+
+
+def test_knn_identical_with_heavy_boundary_ties():
+    # integer features: many training points at exactly the k-th distance with different labels
+    rng = np.random.default_rng(5)
+    xtr = rng.integers(0, 3, size=(300, 3)).astype(np.float32)
+    ytr = rng.integers(0, 4, size=300)
+    xte = rng.integers(0, 3, size=(200, 3)).astype(np.float32)
+    # offset codes (like raw AEF uint8): float32 cosine distances are quantised -> ties
+    ctr = (rng.normal(size=(400, 32)) + 127).astype(np.float32)
+    cte = (rng.normal(size=(150, 32)) + 127).astype(np.float32)
+    ctr_y = rng.integers(0, 5, 400)
+    for k in (1, 4, 5):
+        got = knn_classify(xtr, ytr, xte, k=k, batch_size=64).numpy()
+        np.testing.assert_array_equal(got, sk_knn(xtr, ytr, xte, k), err_msg=f"k={k}")
+        got = knn_classify(ctr, ctr_y, cte, k=k).numpy()
+        np.testing.assert_array_equal(got, sk_knn(ctr, ctr_y, cte, k), err_msg=f"codes k={k}")
+    # torch backend (the CUDA path): exact ties go to the lowest training index
+    d = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]], np.float32)
+    assert knn_classify(d, np.array([3, 1, 0, 2, 0]), d[:1], k=1, backend="torch").tolist() == [3]
 
 
 def test_knn_vote_ties_pick_smallest_label():

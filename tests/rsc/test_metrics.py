@@ -61,6 +61,7 @@ def test_random_masks_match_reference(seed, batches):
     for k, v in ratios.items():
         _assert_close(float(ours[k]), float(v))
     _assert_close(float(dwr.compute()), float(dwr_ref))
+    _assert_close(float(curve.dwr()), float(dwr_ref))
     assert int(dwr.n_pixels) == d.size
     assert int(dwr.n_dropped) == int((target[0] == 2).sum())  # the no-road patch
     c = curve.compute()

@@ -108,6 +108,9 @@ def pca_eigenvalues(X: np.ndarray) -> np.ndarray:
     """Sorted (descending) covariance eigenvalues (``ddof=1``), as ``PCA().explained_variance_``."""
     X = _as_2d(X)
     Xc = X - X.mean(axis=0)
+    if X.shape[0] > 2 * X.shape[1]:  # tall: eigenvalues of the D x D covariance are cheaper
+        ev = np.linalg.eigvalsh(Xc.T @ Xc / (X.shape[0] - 1))[::-1]
+        return np.clip(ev, 0, None)
     s = np.linalg.svd(Xc, compute_uv=False)
     return s**2 / (X.shape[0] - 1)
 

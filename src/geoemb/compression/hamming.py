@@ -25,16 +25,19 @@ def hamming_distances(q: np.ndarray, db: np.ndarray) -> np.ndarray:
         raise ValueError(f"query codes have {q.shape[1]} bytes/row, database {db.shape[1]}")
     if q.shape[1] % 8 == 0:
         q, db = q.view(np.uint64), db.view(np.uint64)
-    x = np.bitwise_xor(q[:, None, :], db[None, :, :])
-    return np.bitwise_count(x).sum(axis=2, dtype=np.int32)
+    out = np.zeros((q.shape[0], db.shape[0]), np.int32)
+    qt, dbt = np.ascontiguousarray(q.T), np.ascontiguousarray(db.T)
+    for w in range(qt.shape[0]):  # one word column at a time: large vectorised outer ops
+        out += np.bitwise_count(np.bitwise_xor.outer(qt[w], dbt[w]))
+    return out
 
 
 def hamming_knn(
     q: np.ndarray,
     db: np.ndarray,
     k: int,
-    query_batch: int = 64,
-    db_batch: int = 4096,
+    query_batch: int = 256,
+    db_batch: int = 8192,
     exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact Hamming top-``k``: returns ``(dist (Nq, k) int32, idx (Nq, k) int64)`` sorted by

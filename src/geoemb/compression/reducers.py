@@ -75,10 +75,13 @@ class PCAReducer(Reducer):
         from sklearn.decomposition import PCA
 
         self._check_k(X, min(X.shape))
-        self.model = PCA(n_components=self.k, svd_solver="full", random_state=self.seed).fit(X)
+        # exact solvers only: D x D covariance eigh for tall data (fast for N >> D), else full SVD
+        solver = "covariance_eigh" if X.shape[0] > 2 * X.shape[1] else "full"
+        self.model = PCA(n_components=self.k, svd_solver=solver, random_state=self.seed)
+        self.model.fit(X.astype(np.float64))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.model.transform(X).astype(np.float32)
+        return self.model.transform(X.astype(np.float64)).astype(np.float32)
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
         return self.model.inverse_transform(Z).astype(np.float32)

@@ -7,8 +7,9 @@ Quantizers / rotations:
     ``binary`` ``binary_median`` ``binary_mean``, ``ternary`` ``ternary_twn``,
     ``pq_<M>x<bits>`` (FAISS IndexPQ), ``rotate_affine_int<b>`` (blog "TurboQuant"),
     ``rotate_sign`` (TerraBit turbo1), ``turboquant_mse_<b>`` ``turboquant_prod_<b>`` (paper),
-    ``rabitq`` ``rabitq_<b>`` (FAISS).
-Reducers: ``pca<k>`` ``svd<k>`` ``rp<k>`` ``topvar<k>`` ``randsel<k>`` (``pca_64`` also accepted).
+    ``rabitq`` (FAISS, 1 bit).
+Reducers: ``pca<k>`` ``svd<k>`` ``rp<k>`` ``topvar<k>`` ``randsel<k>`` (``pca_64`` and the blog's
+``PCA(64)`` spellings are also accepted).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ QUANTIZERS: dict[str, tuple[str, Callable[..., Compressor], str]] = {
     "rabitq[_<b>]": (
         r"rabitq(?:_([1-9]))?",
         lambda m, **kw: RaBitQ(int(m[1] or 1), **kw),
-        "FAISS IndexRaBitQ behind a random rotation",
+        "FAISS IndexRaBitQ behind a random rotation (1 bit; multi-bit refused)",
     ),
 }
 
@@ -183,7 +184,7 @@ def build(config: str, **kw) -> Compressor:
         raise ValueError(
             f"build({config!r}): unknown keyword(s) {sorted(bad)}; allowed {sorted(allowed)}"
         )
-    name = config.strip().lower().replace(" ", "")
+    name = re.sub(r"\((\d+)\)", r"\1", config.strip().lower().replace(" ", ""))  # PCA(64) -> pca64
     parts = name.split("+")
     if len(parts) > 2 or any(not p for p in parts):
         raise _unknown(config, name)
@@ -194,14 +195,12 @@ def build(config: str, **kw) -> Compressor:
         q = _make_quantizer(parts[1], config, kw)
         if q is None:
             raise _unknown(config, parts[1])
-        return Pipeline(red, q, name=name)
+        return Pipeline(red, q)  # canonical name '<reducer>+<quantizer>'
     q = _make_quantizer(name, config, kw)
     if q is not None:
-        q.name = name
-        return q
+        return q  # canonical .name, e.g. 'binary_zero' -> 'binary', 'pq8' -> 'pq_8x8'
     red = _make_reducer(name, kw)
     if red is not None:
-        red.name = name
         return red
     raise _unknown(config, name)
 

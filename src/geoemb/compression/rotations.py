@@ -11,8 +11,9 @@ Two different things are called "TurboQuant" (``reference/compression_retrieval.
   data-oblivious Lloyd–Max codebook** for the coordinate density of a uniform point on
   ``S^{d-1}``. :class:`TurboQuantProd` (``turboquant_prod_<b>``, Alg. 2) uses ``b-1`` bits of
   TurboQuant-MSE plus a 1-bit QJL sketch of the residual, which makes inner products unbiased.
-- :class:`RaBitQ` (``rabitq`` / ``rabitq_<b>``) wraps FAISS ``IndexRaBitQ`` behind a
-  ``RandomRotationMatrix`` pre-transform (Gao & Long 2024); codes include FAISS' per-vector factors.
+- :class:`RaBitQ` (``rabitq``) wraps FAISS ``IndexRaBitQ`` behind a ``RandomRotationMatrix``
+  pre-transform (Gao & Long 2024); codes include FAISS' per-vector factors. Only 1-bit codes:
+  FAISS's ``sa_decode`` ignores the extra bits of multi-bit RaBitQ codes.
 
 Rotation matrices are generated once from ``seed`` at fit time and *stored* on the object (a seed
 re-generated with another LAPACK build need not reproduce ``Q`` bit-exactly).
@@ -300,6 +301,14 @@ class RaBitQ(Compressor):
         super().__init__(name or ("rabitq" if bits == 1 else f"rabitq_{bits}"))
         if not 1 <= int(bits) <= 9:
             raise ValueError(f"{self.name}: bits must be in 1..9, got {bits}")
+        if int(bits) > 1:
+            # faiss-cpu 1.15.1: IndexRaBitQ(d, L2, nb_bits).sa_decode reconstructs from the sign
+            # bits only (measured: identical reconstructions for nb_bits = 1, 2, 4, 8), so a
+            # multi-bit config would report more bytes at 1-bit quality.
+            raise ValueError(
+                f"{self.name}: multi-bit RaBitQ is not supported: FAISS's IndexRaBitQ.sa_decode "
+                "ignores the extra bits (faiss-cpu 1.15.1); use 'rabitq' (1 bit)"
+            )
         self.bits, self.seed = int(bits), int(seed)
 
     def _fit(self, X: np.ndarray) -> None:

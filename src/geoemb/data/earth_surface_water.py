@@ -471,9 +471,15 @@ class EarthSurfaceWaterDataModule(L.LightningDataModule):
         synthetic_root: str | None = None,
         synthetic_kwargs: dict | None = None,
         pin_memory: bool = False,
+        fill_ignore_index: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # Warping UTM scenes to EPSG:3395 leaves fill corners (all bands 0) whose mask is 0
+        # ("land"), as in the tutorial. With ``fill_ignore_index`` set (e.g. 255, matching the
+        # model's ``ignore_index``) those pixels are labelled ignore instead: excluded from
+        # loss and metrics.
+        self.fill_ignore_index = fill_ignore_index
         self.root = str(root)
         self.synthetic = bool(synthetic)
         self.batch_size = int(batch_size)
@@ -600,13 +606,20 @@ class EarthSurfaceWaterDataModule(L.LightningDataModule):
                 dset, "val", self.crs, self.res, min_size_px=self.patch_size
             )
 
+    def _collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = ga.collate_image_mask(samples)
+        if self.fill_ignore_index is not None and "mask" in batch:
+            fill = (batch["image"] == 0).all(dim=1)
+            batch["mask"] = batch["mask"].masked_fill(fill, int(self.fill_ignore_index))
+        return batch
+
     def _loader(self, ds: EarthSurfaceWater, sampler: Any) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=ga.collate_image_mask,
+            collate_fn=self._collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )

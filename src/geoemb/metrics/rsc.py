@@ -101,6 +101,12 @@ def tc_distances(
         1-D ``int64`` distances and 1-D bool hits, in row-major order over ``(B, H, W)``.
     """
     preds, target = _check(preds, target)
+    has_tc = (target == 2).flatten(1).any(1)
+    if not bool(has_tc.all()):  # the reference only transforms patches that contain TC
+        preds, target = preds[has_tc], target[has_tc]
+    if target.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=target.device)
+        return empty, empty.bool()
     dist = l1_distance_transform(target == 1)
     tc = (target == 2) & (dist < max_distance)
     return dist[tc].long(), preds[tc]
@@ -186,7 +192,7 @@ class BackgroundPrecision(_RatioMetric):
 class DistanceWeightedRecall(Metric):
     """Distance-weighted recall on canopy-over-road pixels (exactly the reference notebook's DWR).
 
-    ``update(preds (B,H,W) {0,1}, target (B,H,W) {0,1,2})``; ``compute()`` → 0-d float tensor
+    ``update(preds (B,H,W) {0,1}, target (B,H,W) {0,1,2})``; ``compute()`` → 0-d float64 tensor
     ``Σ d·[p=1] / Σ d`` (NaN if no TC pixel was kept). Also tracks ``n_pixels`` (kept TC pixels) and
     ``n_dropped`` (TC pixels with ``d >= max_distance``, i.e. in patches without visible road).
     """
@@ -211,7 +217,7 @@ class DistanceWeightedRecall(Metric):
     def compute(self) -> torch.Tensor:
         if self.weight_total == 0:
             return torch.tensor(float("nan"), device=self.weight_total.device)
-        return (self.weighted_hits.double() / self.weight_total.double()).float()
+        return self.weighted_hits.double() / self.weight_total.double()
 
 
 def reference_distance_bins(d_max: int, num_edges: int = 20) -> np.ndarray:
@@ -288,6 +294,15 @@ class DistanceBinnedRecall(Metric):
             "hits": torch.tensor(out["hits"], dtype=torch.long),
             "recall": torch.tensor(out["recall"], dtype=torch.float64),
         }
+
+    def dwr(self) -> torch.Tensor:
+        """DWR from the histogram, ``Σ_d d·hits[d] / Σ_d d·count[d]`` — identical to
+        :class:`DistanceWeightedRecall` (one distance transform serves both)."""
+        d = torch.arange(self.max_distance, device=self.count.device)
+        den = (d * self.count).sum()
+        if den == 0:
+            return torch.tensor(float("nan"), dtype=torch.float64, device=self.count.device)
+        return (d * self.hits).sum().double() / den.double()
 
     def distance_percentiles(self, q: tuple[float, ...] = (50, 95, 98, 99)) -> dict[str, float]:
         """TC→road distance percentiles (numpy 'linear' interpolation) from the histogram."""

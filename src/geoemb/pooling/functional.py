@@ -232,7 +232,7 @@ class _Chunk:
     def gem(self) -> Tensor:
         def f():
             xz = self.xz
-            m = (xz * xz * xz).sum(-1) / self.n  # x^3 == sign(x) |x|^3
+            m = torch.linalg.vecdot(xz * xz, xz) / self.n  # sum x^3 == sum sign(x)|x|^3
             return torch.sign(m) * m.abs().pow(1.0 / 3.0)
 
         return self._get("gem", f)

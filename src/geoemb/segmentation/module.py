@@ -75,6 +75,11 @@ class SegmentationModule(LightningModule):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        # plain containers only in hparams: checkpoints then load with torch's weights_only=True
+        net, loss, optimizer, scheduler, preprocess = (
+            _plain(net), _plain(loss), _plain(optimizer), _plain(scheduler), _plain(preprocess)
+        )
+        class_names = list(class_names) if class_names is not None else None
         self.save_hyperparameters()
         hp = self.hparams
         self.num_classes = num_classes
@@ -82,7 +87,7 @@ class SegmentationModule(LightningModule):
         self.positive_class = positive_class
         self.preprocess = instantiate_part(hp.preprocess) or nn.Identity()
         self.net = self._build_net(_plain(hp.net), in_channels, num_classes)
-        self.loss_fn = instantiate_part(hp.loss) if hp.loss is not None else self._default_loss()
+        self.loss_fn = self._build_loss(_plain(hp.loss))
         self.configure_stage_metrics()
 
     # ------------------------------------------------------------------ construction hooks
@@ -96,9 +101,18 @@ class SegmentationModule(LightningModule):
         name = cfg.pop("name")
         return build_net(name, in_channels=in_channels, num_classes=num_classes, **cfg)
 
-    def _default_loss(self) -> nn.Module:
-        ii = -100 if self.ignore_index is None else self.ignore_index
-        return nn.CrossEntropyLoss(ignore_index=ii)
+    def _build_loss(self, cfg: dict | None) -> nn.Module:
+        """Instantiate the loss; ``ignore_index`` is passed on when the loss takes one."""
+        if cfg is None:
+            cfg = {"_target_": "torch.nn.CrossEntropyLoss"}
+        cfg = dict(cfg)
+        if self.ignore_index is not None and "ignore_index" not in cfg:
+            import inspect
+
+            target = hydra.utils.get_object(cfg["_target_"])
+            if "ignore_index" in inspect.signature(target).parameters:
+                cfg["ignore_index"] = self.ignore_index
+        return instantiate_part(cfg)
 
     def configure_stage_metrics(self) -> None:
         """Create ``self.metrics[stage]`` collections (override to add task metrics)."""

@@ -19,7 +19,6 @@ from torch import nn
 
 from geoemb.metrics.rsc import (
     DistanceBinnedRecall,
-    DistanceWeightedRecall,
     RSCConfusionMatrix,
     distance_curve_frame,
     plot_distance_curves,
@@ -81,7 +80,7 @@ class RSCSegmentationModule(SegmentationModule):
                 f"{s}_rsc": nn.ModuleDict(
                     {
                         "cnf": RSCConfusionMatrix(),
-                        "dwr": DistanceWeightedRecall(),
+                        # one L1 transform per batch: DWR is read from the curve's histogram
                         "curve": DistanceBinnedRecall(),
                     }
                 )
@@ -110,8 +109,8 @@ class RSCSegmentationModule(SegmentationModule):
         if int(ms["cnf"].cnf.sum()) == 0 and not ms["cnf"]._update_count:
             return
         values = {f"{stage}/{k}": v for k, v in ms["cnf"].compute().items()}
-        values[f"{stage}/dwr"] = ms["dwr"].compute()
-        values[f"{stage}/dwr_n_pixels"] = ms["dwr"].n_pixels.float()
+        values[f"{stage}/dwr"] = ms["curve"].dwr().float()
+        values[f"{stage}/dwr_n_pixels"] = ms["curve"].count.sum().float()
         curve = ms["curve"].compute()
         for k, r in zip(curve["bin_index"].tolist(), curve["recall"]):
             values[f"{stage}/dist_recall/bin{k:02d}"] = r.float()
