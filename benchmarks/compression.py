@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--linear", action="store_true", help="include the linear probe in the sweep")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--no-ops", action="store_true", help="skip the encode/decode comparison")
     ap.add_argument("--out", default=None, help="keep sweep outputs here (default: temp dir)")
     a = ap.parse_args()
     import pandas as pd
@@ -208,10 +209,11 @@ def main() -> None:
     n, d, nt = (3000, 256, 500) if a.quick else (16_200, 1024, 5_400)
     print(f"# geoemb compression benchmark ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cpus, numpy {np.__version__})")  # fmt: skip
-    print(f"\n## encode/decode: N={n} x D={d} float32 (ratio = reference / geoemb)\n")
-    df = pd.DataFrame(bench_ops(n, d, nt))
-    with pd.option_context("display.width", 140, "display.float_format", "{:.4f}".format):
-        print(df.to_string(index=False))
+    if not a.no_ops:
+        print(f"\n## encode/decode: N={n} x D={d} float32 (ratio = reference / geoemb)\n")
+        df = pd.DataFrame(bench_ops(n, d, nt))
+        with pd.option_context("display.width", 140, "display.float_format", "{:.4f}".format):
+            print(df.to_string(index=False), flush=True)
     if a.no_sweep:
         return
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="geoemb_compression_bench_"))

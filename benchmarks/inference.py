@@ -317,11 +317,18 @@ def main() -> None:
             "geoemb breakdown (largest scene): "
             + ", ".join(
                 f"{k} {last[k]:.1f}"
-                for k in ("read_s", "model_s", "merge_s", "write_s", "overview_s")
+                for k in (
+                    "read_s",
+                    "model_s",
+                    "pipeline_model_s",
+                    "merge_s",
+                    "write_s",
+                    "overview_s",
+                )
                 if k in last
             )
-            + " (read_s = time the model loop waited for the prefetch thread; model_s here "
-            "includes argmax + device->host copy)"
+            + " (read_s = time the model loop waited for the prefetch thread; model_s = forward "
+            "alone; pipeline_model_s = forward + argmax + device->host copy)"
         )
 
 

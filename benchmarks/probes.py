@@ -90,7 +90,13 @@ def main() -> None:
     rows.append(
         ("kNN k=5 cosine", t_sk, t_geo, accuracy_score(yte, sk_pred), accuracy_score(yte, pred))
     )
-    print(f"kNN identical predictions: {same}/{len(yte)}")
+    sk1 = KNeighborsClassifier(5, metric="cosine", algorithm="brute", n_jobs=1).fit(xtr, ytr)
+    same1 = int((pred == sk1.predict(xte)).sum())
+    print(
+        f"kNN identical predictions: {same1}/{len(yte)} vs sklearn n_jobs=1, {same}/{len(yte)} "
+        f"vs sklearn n_jobs=-1 (timed; its column-split GEMM rounds some exact float32 ties "
+        f"differently from its own n_jobs=1 result)"
+    )
 
     # linear ------------------------------------------------------------------------------------
     if not args.skip_linear:

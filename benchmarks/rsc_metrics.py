@@ -28,9 +28,13 @@ from geoemb.metrics import DistanceBinnedRecall, DistanceWeightedRecall
 
 def make_inputs(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    targets = np.stack([remap_mask(_draw_patch(rng, size, tc_only=(i % 50 == 49))[1], 3) for i in range(n)])
+    targets = np.stack(
+        [remap_mask(_draw_patch(rng, size, tc_only=(i % 50 == 49))[1], 3) for i in range(n)]
+    )
     # a "model": right on 90 % of road, TC recall decaying with a random field
-    preds = np.where(targets >= 1, rng.random(targets.shape) < 0.7, rng.random(targets.shape) < 0.02)
+    preds = np.where(
+        targets >= 1, rng.random(targets.shape) < 0.7, rng.random(targets.shape) < 0.02
+    )
     return preds.astype(np.int64), targets
 
 
@@ -58,7 +62,9 @@ def reference(preds: np.ndarray, targets: np.ndarray) -> tuple[float, list]:
     return float(dwr), curve
 
 
-def geoemb_path(preds: np.ndarray, targets: np.ndarray, batch: int, device: str) -> tuple[float, list]:
+def geoemb_path(
+    preds: np.ndarray, targets: np.ndarray, batch: int, device: str
+) -> tuple[float, list]:
     dwr, cur = DistanceWeightedRecall().to(device), DistanceBinnedRecall().to(device)
     for s in range(0, len(preds), batch):
         p = torch.from_numpy(preds[s : s + batch]).to(device)
@@ -66,16 +72,25 @@ def geoemb_path(preds: np.ndarray, targets: np.ndarray, batch: int, device: str)
         dwr.update(p, t)
         cur.update(p, t)
     c = cur.compute()
-    curve = [(float(a), int(b), float(r)) for a, b, r in zip(c["bin_left"], c["count"], c["recall"])]
+    curve = [
+        (float(a), int(b), float(r)) for a, b, r in zip(c["bin_left"], c["count"], c["recall"])
+    ]
     return float(dwr.compute()), curve
 
 
-def geoemb_hist(preds: np.ndarray, targets: np.ndarray, batch: int, device: str) -> tuple[float, list]:
+def geoemb_hist(
+    preds: np.ndarray, targets: np.ndarray, batch: int, device: str
+) -> tuple[float, list]:
     cur = DistanceBinnedRecall().to(device)
     for s in range(0, len(preds), batch):
-        cur.update(torch.from_numpy(preds[s : s + batch]).to(device), torch.from_numpy(targets[s : s + batch]).to(device))
+        cur.update(
+            torch.from_numpy(preds[s : s + batch]).to(device),
+            torch.from_numpy(targets[s : s + batch]).to(device),
+        )
     c = cur.compute()
-    curve = [(float(a), int(b), float(r)) for a, b, r in zip(c["bin_left"], c["count"], c["recall"])]
+    curve = [
+        (float(a), int(b), float(r)) for a, b, r in zip(c["bin_left"], c["count"], c["recall"])
+    ]
     return float(cur.dwr()), curve
 
 
@@ -89,8 +104,10 @@ def main() -> None:
     args = ap.parse_args()
     n = 32 if args.quick else args.n
     preds, targets = make_inputs(n, args.size)
-    print(f"{n} patches of {args.size}x{args.size}, TC pixels {(targets == 2).sum()}, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{n} patches of {args.size}x{args.size}, TC pixels {(targets == 2).sum()}, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     geoemb_path(preds[:2], targets[:2], args.batch, args.device)  # warm-up
     t0 = time.perf_counter()
     ref_dwr, ref_curve = reference(preds, targets)
@@ -101,9 +118,11 @@ def main() -> None:
     t0 = time.perf_counter()
     h_dwr, h_curve = geoemb_hist(preds, targets, args.batch, args.device)
     t_h = time.perf_counter() - t0
-    same_bins = [(a, b) for a, b, _ in ref_curve] == [(a, b) for a, b, _ in our_curve] == [
-        (a, b) for a, b, _ in h_curve
-    ]
+    same_bins = (
+        [(a, b) for a, b, _ in ref_curve]
+        == [(a, b) for a, b, _ in our_curve]
+        == [(a, b) for a, b, _ in h_curve]
+    )
     max_dr = max(
         max(abs(r1 - r2), abs(r1 - r3))
         for (_, _, r1), (_, _, r2), (_, _, r3) in zip(ref_curve, our_curve, h_curve)
@@ -111,12 +130,20 @@ def main() -> None:
     print()
     print("| path | seconds | patches/s | DWR | curve bins | speed vs reference (>1 = faster) |")
     print("|---|---|---|---|---|---|")
-    print(f"| reference (scipy cdt + sklearn, per patch) | {t_ref:.3f} | {n / t_ref:.1f} | {ref_dwr:.10f} | {len(ref_curve)} | 1.00x |")
-    print(f"| geoemb (torch L1 DT, torchmetrics, batch {args.batch}) | {t_our:.3f} | {n / t_our:.1f} | {our_dwr:.10f} | {len(our_curve)} | {t_ref / t_our:.2f}x |")
-    print(f"| geoemb (one DistanceBinnedRecall: curve + .dwr()) | {t_h:.3f} | {n / t_h:.1f} | {h_dwr:.10f} | {len(h_curve)} | {t_ref / t_h:.2f}x |")
+    print(
+        f"| reference (scipy cdt + sklearn, per patch) | {t_ref:.3f} | {n / t_ref:.1f} | {ref_dwr:.10f} | {len(ref_curve)} | 1.00x |"
+    )
+    print(
+        f"| geoemb (torch L1 DT, torchmetrics, batch {args.batch}) | {t_our:.3f} | {n / t_our:.1f} | {our_dwr:.10f} | {len(our_curve)} | {t_ref / t_our:.2f}x |"
+    )
+    print(
+        f"| geoemb (one DistanceBinnedRecall: curve + .dwr()) | {t_h:.3f} | {n / t_h:.1f} | {h_dwr:.10f} | {len(h_curve)} | {t_ref / t_h:.2f}x |"
+    )
     print()
-    print(f"|DWR difference| = {max(abs(ref_dwr - our_dwr), abs(ref_dwr - h_dwr)):.2e}; identical bin edges and counts: {same_bins}; "
-          f"max |recall difference| over bins = {max_dr:.2e}")
+    print(
+        f"|DWR difference| = {max(abs(ref_dwr - our_dwr), abs(ref_dwr - h_dwr)):.2e}; identical bin edges and counts: {same_bins}; "
+        f"max |recall difference| over bins = {max_dr:.2e}"
+    )
     if not same_bins or max(abs(ref_dwr - our_dwr), abs(ref_dwr - h_dwr)) > 1e-12 or max_dr > 1e-12:
         raise SystemExit("MISMATCH between reference and geoemb")
 

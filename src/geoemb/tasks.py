@@ -300,7 +300,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     expected = getattr(model.preprocess, "in_channels", None)
 
     def predict_fn(x: torch.Tensor) -> torch.Tensor:
-        return model(x).softmax(1)
+        return model(x)  # logits; predict_raster applies the softmax
 
     t0 = time.perf_counter()
     bands = list(cfg.bands) if cfg.get("bands") else None
@@ -322,6 +322,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             write_probabilities=bool(cfg.write_probabilities),
             device=str(device),
             progress=bool(cfg.progress),
+            activation="softmax",
         )
         width, height = src.width, src.height
     seconds = time.perf_counter() - t0

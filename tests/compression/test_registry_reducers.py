@@ -71,6 +71,11 @@ def test_pca_matches_numpy_svd(data):
     feat = c.decode_features(c.encode(xte))
     signs = np.sign(np.sum(feat * z, axis=0))
     np.testing.assert_allclose(feat * signs, z, atol=1e-3)
+    from sklearn.decomposition import PCA
+
+    ref = PCA(4, svd_solver="full").fit(xtr.astype(np.float64))
+    np.testing.assert_allclose(c.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-6)
+    np.testing.assert_allclose(feat, ref.transform(xte), atol=1e-3)  # same sign convention
     # reconstruction is the projection onto the top-4 subspace
     rec = mu + z @ vt[:4]
     np.testing.assert_allclose(c.decode(c.encode(xte)), rec, atol=1e-3)

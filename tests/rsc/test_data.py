@@ -10,7 +10,13 @@ import rasterio
 import torch
 from scipy.ndimage import distance_transform_cdt
 
-from geoemb.data.augment import CUTOUT_PRESETS, FixedSquareCutout, RSCAugmentation, Scale, build_cutout
+from geoemb.data.augment import (
+    CUTOUT_PRESETS,
+    FixedSquareCutout,
+    RSCAugmentation,
+    Scale,
+    build_cutout,
+)
 from geoemb.data.chesapeake_rsc import ChesapeakeRSC, ChesapeakeRSCDataModule, remap_mask
 from geoemb.data.synthetic.chesapeake_rsc import MARKER, MISSING_IDX, ensure_generated, generate
 from geoemb.segmentation.losses import DistanceAwareCELoss, distance_weights
@@ -18,7 +24,9 @@ from geoemb.segmentation.losses import DistanceAwareCELoss, distance_weights
 
 @pytest.fixture(scope="module")
 def syn_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("rsc") / "ChesapeakeRSC", n_train=3, n_val=1, n_test=2, size=32)
+    return generate(
+        tmp_path_factory.mktemp("rsc") / "ChesapeakeRSC", n_train=3, n_val=1, n_test=2, size=32
+    )
 
 
 def test_remap_all_codes_exact():

@@ -32,10 +32,12 @@ def _hand_radius(k: int, p: float, clip: tuple[int, int, int, int] | None = None
     r = k // 2
     offs = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
     if clip is not None:  # (ymin, ymax, xmin, xmax) offsets still inside the image
-        offs = [(dy, dx) for dy, dx in offs if clip[0] <= dy <= clip[1] and clip[2] <= dx <= clip[3]]
+        offs = [
+            (dy, dx) for dy, dx in offs if clip[0] <= dy <= clip[1] and clip[2] <= dx <= clip[3]
+        ]
     dist = sorted(math.hypot(dy, dx) for dy, dx in offs)
     need = p * len(dist)
-    for i, dd in enumerate(dist):
+    for dd in dist:
         # all pixels at this radius are inside the circle
         n_inside = sum(1 for x in dist if x <= dd)
         if n_inside >= need - 1e-9:
@@ -126,7 +128,14 @@ def test_trf_n_3x3_convs(n):
     [
         ([nn.Conv2d(1, 2, 5, padding=2)], 5),
         ([nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1)], 7),
-        ([nn.Conv2d(1, 2, 3, dilation=2, padding=2), nn.ReLU(), nn.Conv2d(2, 2, 3, dilation=3, padding=3)], 11),
+        (
+            [
+                nn.Conv2d(1, 2, 3, dilation=2, padding=2),
+                nn.ReLU(),
+                nn.Conv2d(2, 2, 3, dilation=3, padding=3),
+            ],
+            11,
+        ),
         ([nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1)], 8),
     ],
 )

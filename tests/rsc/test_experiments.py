@@ -43,7 +43,9 @@ def _one_by_one(in_channels: int, num_classes: int, **kw) -> nn.Module:
     ],
 )
 def test_experiment_fast_dev_run(experiment, real_net, tmp_path, data_dir, monkeypatch):
-    cfg = compose_cfg("train", [f"experiment={experiment}", "debug=fdr", *SMALL], tmp_path, data_dir)
+    cfg = compose_cfg(
+        "train", [f"experiment={experiment}", "debug=fdr", *SMALL], tmp_path, data_dir
+    )
     assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == 1e-3
     assert cfg.model.scheduler.T_max == 50 and cfg.model.in_channels == 4
     if not real_net:  # keep the slow nets out of the 4-minute budget: same config, 1x1 conv net
@@ -62,9 +64,17 @@ def test_train_then_rsc_analysis(tmp_path, data_dir):
     run = tmp_path / "train"
     cfg = compose_cfg(
         "train",
-        ["experiment=rsc_unet_r18", "model/net=tiny_cnn", "logger=csv", "callbacks.rich_progress_bar=null",
-         "callbacks.log_predictions=null", "trainer.max_epochs=1", "trainer.min_epochs=1",
-         "trainer.accelerator=cpu", *SMALL],
+        [
+            "experiment=rsc_unet_r18",
+            "model/net=tiny_cnn",
+            "logger=csv",
+            "callbacks.rich_progress_bar=null",
+            "callbacks.log_predictions=null",
+            "trainer.max_epochs=1",
+            "trainer.min_epochs=1",
+            "trainer.accelerator=cpu",
+            *SMALL,
+        ],
         run,
         data_dir,
     )
@@ -74,18 +84,34 @@ def test_train_then_rsc_analysis(tmp_path, data_dir):
     ev = tmp_path / "eval"
     cfg = compose_cfg(
         "eval",
-        ["experiment=rsc_analysis", f"ckpt_path={ckpts[-1]}", f"+evaluation.compare={{baseline: '{ckpts[0]}'}}",
-         "evaluation.erf_images=2", "evaluation.erf_per_class=2", "evaluation.trf_max_input_size=64",
-         "evaluation.device=cpu", "logger=none"],
+        [
+            "experiment=rsc_analysis",
+            f"ckpt_path={ckpts[-1]}",
+            f"+evaluation.compare={{baseline: '{ckpts[0]}'}}",
+            "evaluation.erf_images=2",
+            "evaluation.erf_per_class=2",
+            "evaluation.trf_max_input_size=64",
+            "evaluation.device=cpu",
+            "logger=none",
+        ],
         ev,
         data_dir,
     )
     metrics = tasks.evaluate(cfg)
     out = ev / "run"
-    for f in ("rsc_metrics.csv", "distance_curve.csv", "distance_curve.png", "erf_radii.csv", "erf.png", "trf.csv"):
+    for f in (
+        "rsc_metrics.csv",
+        "distance_curve.csv",
+        "distance_curve.png",
+        "erf_radii.csv",
+        "erf.png",
+        "trf.csv",
+    ):
         assert (out / f).exists(), f
     assert metrics["trf_px"] == 7.0  # tiny_cnn: 3 3x3 convs
-    assert {"test/dwr", "baseline/test/dwr", "erf/road_r50", "recommended_overlap_px"} <= set(metrics)
+    assert {"test/dwr", "baseline/test/dwr", "erf/road_r50", "recommended_overlap_px"} <= set(
+        metrics
+    )
     table = pd.read_csv(out / "rsc_metrics.csv")
     assert list(table["model"]) == ["model", "baseline"]
     assert torch.isfinite(torch.tensor(metrics["erf/all_r50"]))

@@ -67,7 +67,9 @@ def test_random_masks_match_reference(seed, batches):
     c = curve.compute()
     ref = reference_curve(d, p)
     assert len(ref) == len(c["recall"]) and len(ref) > 3
-    for (lo, hi, n, r), lo2, hi2, n2, r2 in zip(ref, c["bin_left"], c["bin_right"], c["count"], c["recall"]):
+    for (lo, hi, n, r), lo2, hi2, n2, r2 in zip(
+        ref, c["bin_left"], c["bin_right"], c["count"], c["recall"]
+    ):
         assert lo == float(lo2) and hi == float(hi2) and n == int(n2)
         assert r == pytest.approx(float(r2), abs=1e-12)
     pct = curve.distance_percentiles((50, 95, 99))
@@ -171,7 +173,9 @@ def test_curve_csv_and_plot(tmp_path):
     import pandas as pd
 
     df = pd.read_csv(csv)
-    assert list(df.columns[:3]) == ["model", "bin_index", "bin_left"] and len(df) == len(c["recall"])
+    assert list(df.columns[:3]) == ["model", "bin_index", "bin_left"] and len(df) == len(
+        c["recall"]
+    )
     png = plot_distance_curves({"a": c, "b": c}, tmp_path / "c.png")
     assert png.stat().st_size > 1000
     per = curve.per_distance()

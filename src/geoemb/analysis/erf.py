@@ -111,7 +111,10 @@ def attribution_maps(
             x = image.detach().unsqueeze(0).repeat(len(pts), 1, 1, 1).requires_grad_(True)
             logits = model(x)
             sel = torch.stack(
-                [logits[i, class_index, y : y + block, xx : xx + block].sum() for i, (y, xx) in enumerate(pts)]
+                [
+                    logits[i, class_index, y : y + block, xx : xx + block].sum()
+                    for i, (y, xx) in enumerate(pts)
+                ]
             )
             (grad,) = torch.autograd.grad(sel.sum(), x)
             maps.append(grad.abs().sum(1).detach())
@@ -296,7 +299,9 @@ def erf_analysis(
         pts = sample_output_pixels(masks[k], n_per_class, border=border, seed=seed + k)
         if not pts:
             continue
-        attr = attribution_maps(model, images[k], [(y, x) for y, x, _ in pts], class_index, block, chunk)
+        attr = attribution_maps(
+            model, images[k], [(y, x) for y, x, _ in pts], class_index, block, chunk
+        )
         centers = []
         for y, x, _ in pts:
             bh, bw = min(block, h - y), min(block, w - x)
@@ -314,7 +319,8 @@ def erf_analysis(
         res.mean_curve[name] = mean
         res.radius[name] = {p: _radius_from_curve(mean, grid, p) for p in percentiles}
         res.median_radius[name] = {
-            p: float(np.median([radius_at(r, c, p) for r, c in per_class_exact[name]])) for p in percentiles
+            p: float(np.median([radius_at(r, c, p) for r, c in per_class_exact[name]]))
+            for p in percentiles
         }
         res.n[name] = len(cs)
     return res
@@ -345,7 +351,9 @@ def recommended_overlap(
     """
     if isinstance(erf, ERFResult):
         if cls not in erf.radius or percentile not in erf.radius[cls]:
-            raise ValueError(f"recommended_overlap: ERF has no radius for class {cls!r} at p={percentile}")
+            raise ValueError(
+                f"recommended_overlap: ERF has no radius for class {cls!r} at p={percentile}"
+            )
         radius = erf.radius[cls][percentile]
     else:
         radius = float(erf)

@@ -66,7 +66,9 @@ def positive_copy(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Mo
                 setattr(
                     parent,
                     name,
-                    nn.AvgPool2d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode),
+                    nn.AvgPool2d(
+                        child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode
+                    ),
                 )
             else:
                 swap(child)
@@ -116,7 +118,9 @@ def theoretical_receptive_field(
     net = positive_copy(model).to(device)
     size = int(input_size)
     while True:
-        x = torch.ones(1, in_channels, size, size, dtype=torch.float64, device=device, requires_grad=True)
+        x = torch.ones(
+            1, in_channels, size, size, dtype=torch.float64, device=device, requires_grad=True
+        )
         out = net(x)
         if isinstance(out, dict):
             out = out["out"]

@@ -5,7 +5,7 @@ float32 vectors ``(N, k)`` (``4·k`` bytes). ``decode`` maps back to ``(N, D)`` 
 random-projection pseudo-inverse, train means for dropped features); ``decode_features`` returns the
 reduced ``(N, k)`` vectors, which is what probes use.
 
-- ``pca<k>``: ``sklearn.decomposition.PCA(k)`` (centred).
+- ``pca<k>``: exact centred PCA (:func:`pca_basis`; equals ``sklearn.decomposition.PCA(k)``).
 - ``svd<k>``: ``sklearn.decomposition.TruncatedSVD(k)`` (no centring).
 - ``rp<k>``: ``sklearn.random_projection.GaussianRandomProjection(k)``.
 - ``topvar<k>``: keep the ``k`` dims with the largest train variance (geoemb's "feature selection").
@@ -13,6 +13,8 @@ reduced ``(N, k)`` vectors, which is what probes use.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -68,23 +70,58 @@ class Reducer(Compressor):
         return self.k, np.dtype(np.float32)
 
 
+_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def pca_basis(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact full PCA of ``X (N, D)``: ``(mean (D,), components (r, D), explained_variance (r,))``.
+
+    Components are sorted by decreasing variance with sklearn's sign convention (largest
+    absolute loading positive). Computed in float64 from the ``D × D`` covariance (``eigh``) when
+    ``N > 2D`` and from the thin SVD otherwise. Cached on the array's content (sha1), so sweeping
+    ``pca128/pca64/pca32/…`` on the same train rows decomposes once.
+    """
+    X = np.ascontiguousarray(X)
+    key = hashlib.sha1(X.view(np.uint8).reshape(-1)).hexdigest() + str(X.dtype)
+    n, d = X.shape
+    if key in _CACHE:
+        return _CACHE[key]
+    Xd = X.astype(np.float64)
+    mean = Xd.mean(axis=0)
+    Xc = Xd - mean
+    if n > 2 * d:
+        ev, vecs = np.linalg.eigh(Xc.T @ Xc / (n - 1))
+        order = np.argsort(ev)[::-1]
+        ev, comps = np.clip(ev[order], 0, None), vecs[:, order].T
+    else:
+        _, sv, comps = np.linalg.svd(Xc, full_matrices=False)
+        ev = sv**2 / (n - 1)
+    signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
+    comps = comps * np.where(signs == 0, 1, signs)[:, None]
+    _CACHE[key] = (mean, comps, ev)
+    while len(_CACHE) > 4:
+        _CACHE.pop(next(iter(_CACHE)))
+    return mean, comps, ev
+
+
 class PCAReducer(Reducer):
+    """Centred PCA (exact, float64), components of :func:`pca_basis`."""
+
     kind = "pca"
 
     def _fit(self, X: np.ndarray) -> None:
-        from sklearn.decomposition import PCA
-
         self._check_k(X, min(X.shape))
-        # exact solvers only: D x D covariance eigh for tall data (fast for N >> D), else full SVD
-        solver = "covariance_eigh" if X.shape[0] > 2 * X.shape[1] else "full"
-        self.model = PCA(n_components=self.k, svd_solver=solver, random_state=self.seed)
-        self.model.fit(X.astype(np.float64))
+        mean, comps, ev = pca_basis(X)
+        self.mean = mean
+        self.components = comps[: self.k].copy()
+        self.explained_variance = ev[: self.k].copy()
+        self.explained_variance_ratio = ev[: self.k] / ev.sum()
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.model.transform(X.astype(np.float64)).astype(np.float32)
+        return ((X.astype(np.float64) - self.mean) @ self.components.T).astype(np.float32)
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        return self.model.inverse_transform(Z).astype(np.float32)
+        return (np.asarray(Z, np.float64) @ self.components + self.mean).astype(np.float32)
 
 
 class SVDReducer(Reducer):

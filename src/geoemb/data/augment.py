@@ -61,7 +61,9 @@ class FixedSquareCutout(nn.Module):
     def __init__(self, size: int = 64, p: float = 0.5, count: int = 1, value: float = 0.0) -> None:
         super().__init__()
         if size <= 0 or count <= 0 or not 0 <= p <= 1:
-            raise ValueError(f"FixedSquareCutout: need size > 0, count > 0, 0 <= p <= 1; got {size=}, {count=}, {p=}")
+            raise ValueError(
+                f"FixedSquareCutout: need size > 0, count > 0, 0 <= p <= 1; got {size=}, {count=}, {p=}"
+            )
         self.size, self.p, self.count, self.value = int(size), float(p), int(count), float(value)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -113,7 +115,9 @@ class RSCAugmentation(nn.Module):
         See :func:`build_cutout`.
     """
 
-    def __init__(self, rotation_degrees: float = 90.0, flips: bool = True, cutout: str | None = None) -> None:
+    def __init__(
+        self, rotation_degrees: float = 90.0, flips: bool = True, cutout: str | None = None
+    ) -> None:
         super().__init__()
         import kornia.augmentation as K
 

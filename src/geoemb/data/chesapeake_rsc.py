@@ -58,7 +58,9 @@ def remap_mask(raw: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray |
     int64 array/tensor of the same shape.
     """
     if num_classes not in (2, 3):
-        raise ValueError(f"num_classes must be 2 (training view) or 3 (evaluation view), got {num_classes}")
+        raise ValueError(
+            f"num_classes must be 2 (training view) or 3 (evaluation view), got {num_classes}"
+        )
     tc_label = 1 if num_classes == 2 else 2
     if isinstance(raw, torch.Tensor):
         out = torch.zeros(raw.shape, dtype=torch.long, device=raw.device)
@@ -94,7 +96,9 @@ def read_patch_index(root: Path) -> list[int]:
 
     df = pyogrio.read_dataframe(gpkg, read_geometry=False)
     if "idx" not in df.columns:
-        raise ValueError(f"{gpkg}: expected an integer column 'idx', found columns {list(df.columns)}")
+        raise ValueError(
+            f"{gpkg}: expected an integer column 'idx', found columns {list(df.columns)}"
+        )
     return [int(v) for v in df["idx"].to_numpy()]
 
 
@@ -128,7 +132,9 @@ class ChesapeakeRSC(Dataset):
             raise ValueError(f"num_classes must be 2 or 3, got {num_classes}")
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"Chesapeake RSC root {self.root} does not exist. {DOWNLOAD_HINT}")
+            raise FileNotFoundError(
+                f"Chesapeake RSC root {self.root} does not exist. {DOWNLOAD_HINT}"
+            )
         self.split = split
         self.num_classes = num_classes
         self.patch_size = patch_size
@@ -168,7 +174,9 @@ class ChesapeakeRSC(Dataset):
         with rasterio.open(self.mask_path(idx)) as src:
             mask = src.read()
         if image.ndim != 3 or image.shape[0] != 4:
-            raise ValueError(f"{self.image_path(idx)}: expected 4 bands (R, G, B, NIR), got shape {image.shape}")
+            raise ValueError(
+                f"{self.image_path(idx)}: expected 4 bands (R, G, B, NIR), got shape {image.shape}"
+            )
         if mask.shape[0] != 1:
             raise ValueError(f"{self.mask_path(idx)}: expected 1 band, got {mask.shape[0]}")
         mask = mask[0]
@@ -239,7 +247,9 @@ class ChesapeakeRSCDataModule(_datamodule_base()):
         self.save_hyperparameters()
         self.synthetic = synthetic
         if synthetic:
-            self.data_root = Path(synthetic_root or Path(root).parent / "synthetic" / "chesapeake_rsc")
+            self.data_root = Path(
+                synthetic_root or Path(root).parent / "synthetic" / "chesapeake_rsc"
+            )
             self.patch_size = int((synthetic_kwargs or {}).get("size", 128))
         else:
             self.data_root = Path(root)
@@ -266,17 +276,29 @@ class ChesapeakeRSCDataModule(_datamodule_base()):
             if self.synthetic:
                 self.prepare_data()
             self.datasets[split] = ChesapeakeRSC(
-                self.data_root, split, num_classes=self.hparams.num_classes, patch_size=self.patch_size
+                self.data_root,
+                split,
+                num_classes=self.hparams.num_classes,
+                patch_size=self.patch_size,
             )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        splits = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("test",),
+        }
         for split in splits.get(stage, SPLITS) if stage else SPLITS:
             self.dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        bs = self.hparams.batch_size if split == "train" else (self.hparams.eval_batch_size or self.hparams.batch_size)
+        bs = (
+            self.hparams.batch_size
+            if split == "train"
+            else (self.hparams.eval_batch_size or self.hparams.batch_size)
+        )
         return DataLoader(
             self.dataset(split),
             batch_size=bs,

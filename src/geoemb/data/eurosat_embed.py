@@ -463,7 +463,10 @@ def iter_batches(
 
     ``mask`` is ``None`` when every pixel of the batch is valid (the reference path).
     """
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    pin = torch.device(device).type == "cuda"
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, pin_memory=pin
+    )
     for batch in _progress(loader, len(loader), desc, progress):
         x = batch["image"].to(device, non_blocking=True)
         m = batch["mask"]
@@ -493,6 +496,9 @@ def pool_dataset(
         ``method -> state`` from :func:`geoemb.pooling.fit_parametric`.
     device:
         Where pooling runs (``"cuda"`` for GPU batching).
+    pool_fn:
+        Replacement for :func:`geoemb.pooling.pool` (``pool_fn(x, method, mask=, state=)``);
+        default: :func:`geoemb.pooling.pool_many` (statistics shared across methods).
 
     Returns
     -------
@@ -501,18 +507,26 @@ def pool_dataset(
     labels:
         ``(N,)`` int64.
     """
-    if pool_fn is None:
-        from geoemb.pooling import pool as pool_fn
     methods = [methods] if isinstance(methods, str) else list(methods)
     states = states or {}
+    if pool_fn is None:
+        from geoemb.pooling import pool_many
+
+        def many(x, mask):  # one pass shares statistics (mean, sort, ...) across methods
+            return pool_many(x, methods, mask=mask, states=states)
+    else:
+
+        def many(x, mask):
+            return {m: pool_fn(x, m, mask=mask, state=states.get(m)) for m in methods}
+
     feats: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     labels = []
     desc = getattr(dataset, "encoder", "pool")
     with torch.no_grad():
-        for x, m, y in iter_batches(dataset, batch_size, num_workers, device, progress, desc):
+        for x, mk, y in iter_batches(dataset, batch_size, num_workers, device, progress, desc):
+            res = many(x, mk)
             for meth in methods:
-                f = pool_fn(x, meth, mask=m, state=states.get(meth))
-                feats[meth].append(f.float().cpu().numpy())
+                feats[meth].append(res[meth].float().cpu().numpy())
             labels.append(y.numpy())
     out = {k: np.concatenate(v, 0).astype(np.float32, copy=False) for k, v in feats.items()}
     return out, np.concatenate(labels).astype(np.int64)

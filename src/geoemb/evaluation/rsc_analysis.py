@@ -73,7 +73,9 @@ class RSCAnalysis(Evaluator):
         seed: int = 0,
     ) -> None:
         if not ckpt_path:
-            raise ValueError("rsc_analysis needs ckpt_path=<checkpoint of a train.py experiment=rsc_* run>")
+            raise ValueError(
+                "rsc_analysis needs ckpt_path=<checkpoint of a train.py experiment=rsc_* run>"
+            )
         self.ckpt_path = str(ckpt_path)
         self.compare = dict(compare or {})
         self.name = name
@@ -107,7 +109,11 @@ class RSCAnalysis(Evaluator):
 
     @torch.no_grad()
     def _evaluate(self, model, loader) -> tuple[dict, dict]:
-        from geoemb.metrics.rsc import DistanceBinnedRecall, DistanceWeightedRecall, RSCConfusionMatrix
+        from geoemb.metrics.rsc import (
+            DistanceBinnedRecall,
+            DistanceWeightedRecall,
+            RSCConfusionMatrix,
+        )
 
         cnf, dwr, curve = RSCConfusionMatrix(), DistanceWeightedRecall(), DistanceBinnedRecall()
         for m in (cnf, dwr, curve):
@@ -157,9 +163,13 @@ class RSCAnalysis(Evaluator):
         table = pd.DataFrame(rows)
         write_table(table, output_dir / "rsc_metrics", floatfmt=".4f")
         logger.log_table("rsc_metrics", table)
-        curve_df = pd.concat([distance_curve_frame(c, n) for n, c in curves.items()], ignore_index=True)
+        curve_df = pd.concat(
+            [distance_curve_frame(c, n) for n, c in curves.items()], ignore_index=True
+        )
         atomic_write_text(output_dir / "distance_curve.csv", curve_df.to_csv(index=False))
-        png = plot_distance_curves(curves, output_dir / "distance_curve.png", title=f"{self.split} split")
+        png = plot_distance_curves(
+            curves, output_dir / "distance_curve.png", title=f"{self.split} split"
+        )
         logger.log_table("distance_curve", curve_df)
         logger.log_image("distance_curve", png)
 
@@ -192,7 +202,9 @@ class RSCAnalysis(Evaluator):
         cls = "road" if "road" in erf.radius else "all"
         if cls in erf.radius and np.isfinite(erf.radius[cls].get(self.overlap_percentile, np.nan)):
             metrics["recommended_overlap_px"] = float(
-                recommended_overlap(erf, self.overlap_percentile, cls=cls, multiple=self.overlap_multiple)
+                recommended_overlap(
+                    erf, self.overlap_percentile, cls=cls, multiple=self.overlap_multiple
+                )
             )
 
         if self.trf:

@@ -155,6 +155,15 @@ def center_weights(
     return wt.to(device=device, dtype=dtype)
 
 
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.matmul``; on CPU without autograd it runs numpy's matmul (OpenBLAS), which is
+    1.5-5x faster than torch's MKL GEMM on AMD CPUs for these shapes.  Results are equal up to
+    float rounding."""
+    if a.device.type == "cpu" and not (a.requires_grad or b.requires_grad):
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return torch.matmul(a, b)
+
+
 # ----------------------------------------------------------------------------------------------
 # shared per-chunk statistics
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +233,12 @@ class _Chunk:
 
     def std(self) -> Tensor:
         def f():
-            ss = torch.linalg.vector_norm(self.centered(), dim=-1) ** 2
+            c = self.centered()
+            if c.device.type == "cpu" and not c.requires_grad:
+                cn = c.numpy()
+                ss = torch.from_numpy(np.einsum("bdn,bdn->bd", cn, cn))
+            else:
+                ss = torch.linalg.vector_norm(c, dim=-1) ** 2
             return torch.sqrt(ss / self.n)
 
         return self._get("std", f)
@@ -232,7 +246,13 @@ class _Chunk:
     def gem(self) -> Tensor:
         def f():
             xz = self.xz
-            m = torch.linalg.vecdot(xz * xz, xz) / self.n  # sum x^3 == sum sign(x)|x|^3
+            # sum x^3 == sum sign(x)|x|^3; numpy's fused SIMD einsum is ~5x faster on CPU
+            if xz.device.type == "cpu" and not xz.requires_grad:
+                xn = xz.numpy()
+                s3 = torch.from_numpy(np.einsum("bdn,bdn,bdn->bd", xn, xn, xn))
+            else:
+                s3 = torch.linalg.vecdot(xz * xz, xz)
+            m = s3 / self.n
             return torch.sign(m) * m.abs().pow(1.0 / 3.0)
 
         return self._get("gem", f)
@@ -252,7 +272,7 @@ class _Chunk:
         def f():
             c = self.centered()
             d = c.shape[1]
-            cov = torch.bmm(c, c.transpose(1, 2))
+            cov = matmul(c, c.transpose(1, 2))
             denom = (self.counts - 1).clamp_min(1).to(c.dtype)[:, None]
             iu = torch.triu_indices(d, d, device=c.device)
             flat = iu[0] * d + iu[1]

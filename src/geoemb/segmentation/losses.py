@@ -107,7 +107,9 @@ class DistanceAwareCELoss(nn.Module):
         target3 = target3.long()
         target2 = target3.clamp(max=1)
         with torch.no_grad():
-            w = distance_weights(target3, self.alpha, self.mode, self.max_weight, self.no_road_distance)
+            w = distance_weights(
+                target3, self.alpha, self.mode, self.max_weight, self.no_road_distance
+            )
         ce = F.cross_entropy(logits, target2, reduction="none")
         loss = (w * ce).sum() / w.sum()
         if self.connectivity_weight > 0:

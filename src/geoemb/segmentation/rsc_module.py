@@ -133,7 +133,9 @@ class RSCSegmentationModule(SegmentationModule):
 
                 exp.log(
                     {
-                        f"{stage}/distance_curve": wandb.Table(dataframe=distance_curve_frame(curve)),
+                        f"{stage}/distance_curve": wandb.Table(
+                            dataframe=distance_curve_frame(curve)
+                        ),
                         f"{stage}/distance_curve_plot": wandb.Image(str(png)),
                     }
                 )

@@ -67,7 +67,9 @@ def _profile(size: int, count: int, crs_wkt: str, transform, nodata: int | None)
     }
 
 
-def _draw_patch(rng: np.random.Generator, size: int, tc_only: bool) -> tuple[np.ndarray, np.ndarray]:
+def _draw_patch(
+    rng: np.random.Generator, size: int, tc_only: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(image (4,S,S) uint8, mask (S,S) uint8 raw codes)``."""
     s = size
     code = np.full((s, s), 5, np.uint8)
@@ -159,7 +161,9 @@ def generate(
     from shapely.geometry import box
 
     if min(n_train, n_val, n_test) < 1 or size < 16:
-        raise ValueError(f"generate: need >= 1 patch per split and size >= 16, got {n_train=}, {n_val=}, {n_test=}, {size=}")
+        raise ValueError(
+            f"generate: need >= 1 patch per split and size >= 16, got {n_train=}, {n_val=}, {n_test=}, {size=}"
+        )
     root = Path(root)
     (root / "data").mkdir(parents=True, exist_ok=True)
     crs_wkt = CRS.from_proj4(ALBERS_PROJ).to_wkt()
@@ -177,13 +181,25 @@ def generate(
         rows.append({"idx": i, "minx": minx, "miny": miny, "maxx": maxx, "maxy": float(maxy)})
         img, mask = _draw_patch(rng, size, tc_only=(i == n - 1))
         tr = from_bounds(minx, miny, maxx, maxy, size, size)
-        with rasterio.open(root / "data" / f"{i}_image.tif", "w", **_profile(size, 4, crs_wkt, tr, None)) as dst:
+        with rasterio.open(
+            root / "data" / f"{i}_image.tif", "w", **_profile(size, 4, crs_wkt, tr, None)
+        ) as dst:
             dst.write(img)
-        with rasterio.open(root / "data" / f"{i}_mask.tif", "w", **_profile(size, 1, crs_wkt, tr, 255)) as dst:
+        with rasterio.open(
+            root / "data" / f"{i}_mask.tif", "w", **_profile(size, 1, crs_wkt, tr, 255)
+        ) as dst:
             dst.write(mask[None])
     # one gpkg row + train idx without tifs (the real loader skips it)
     mx = ORIGIN[0] + ncols * size
-    rows.append({"idx": MISSING_IDX, "minx": mx, "miny": ORIGIN[1] - size, "maxx": mx + size, "maxy": ORIGIN[1]})
+    rows.append(
+        {
+            "idx": MISSING_IDX,
+            "minx": mx,
+            "miny": ORIGIN[1] - size,
+            "maxx": mx + size,
+            "maxy": ORIGIN[1],
+        }
+    )
     splits["train"].append(MISSING_IDX)
     gdf = gpd.GeoDataFrame(
         rows,
@@ -197,7 +213,9 @@ def generate(
     gdf.to_file(gpkg, driver="GPKG", engine="pyogrio")
     for split, idxs in splits.items():
         (root / f"{split}_idxs.txt").write_text("\n".join(str(i) for i in idxs) + "\n")
-    (root / MARKER).write_text(f"n_train={n_train} n_val={n_val} n_test={n_test} size={size} seed={seed}\n")
+    (root / MARKER).write_text(
+        f"n_train={n_train} n_val={n_val} n_test={n_test} size={size} seed={seed}\n"
+    )
     return root
 
 
