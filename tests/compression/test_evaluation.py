@@ -31,13 +31,17 @@ def _ev(tmp_path, configs, **kw):
 
 def test_sweep_jobs_write_rows_and_aggregate(tmp_path):
     # two "multirun jobs" over different configs share one results_dir
-    _ev(tmp_path, ["float32", "int8"], aggregate=False).run(tmp_path / "job0", RunLogger(None))
+    _ev(tmp_path, ["float32", "int8", "pca32+int8"], aggregate=False).run(
+        tmp_path / "job0", RunLogger(None)
+    )
+    job = (tmp_path / "job0" / "compression_job.json").read_text()
+    assert "pca32+int8" in job and "k=32 exceeds input dimension 16" in job  # aef is 16-d
     logger = RunLogger(None)
     m = _ev(tmp_path, "binary,pca4+int4").run(tmp_path / "job1", logger)
     assert "compression/dino/binary/hamming_knn_acc" in m
     sweep = tmp_path / "sweep"
     df = pd.read_csv(sweep / "results.csv")
-    assert len(df) == 8 and set(df["data_source"]) == {"synthetic"}
+    assert len(df) == 9 and set(df["data_source"]) == {"synthetic"}
     f32 = df[df.config == "float32"]
     assert np.all(f32["knn_delta"] == 0) and np.all(f32["knn_mcnemar_p"] == 1.0)
     assert np.all(f32[["knn_ci_low", "knn_ci_high"]].to_numpy() == 0)
@@ -58,7 +62,7 @@ def test_sweep_jobs_write_rows_and_aggregate(tmp_path):
     # aggregate-only mode rebuilds from the rows
     (sweep / "results.csv").unlink()
     _ev(tmp_path, None, mode="aggregate").run(tmp_path / "agg", RunLogger(None))
-    assert len(pd.read_csv(sweep / "results.csv")) == 8
+    assert len(pd.read_csv(sweep / "results.csv")) == 9
 
 
 def test_compressor_is_fit_on_train_rows_only(monkeypatch):

@@ -129,6 +129,27 @@ def _linear(xtr, ytr, xte, C, Cs, cv, seed, max_iter, device=None) -> tuple[np.n
 # --------------------------------------------------------------------------- one config
 
 
+def not_applicable(config: str, dim: int) -> str | None:
+    """Reason why ``config`` cannot run on ``dim``-d features (``None`` if it can).
+
+    Covers reducers asking for more components than dimensions (``pca128`` on 64-d AEF) and PQ
+    with ``D % M != 0``; other errors are real errors and propagate.
+    """
+    from geoemb.compression.registry import output_dim
+
+    try:
+        output_dim(config, dim)
+    except ValueError as e:
+        return str(e)
+    m = re.fullmatch(r"(?:.*\+)?pq_?(\d+)(?:x\d+)?", config.strip().lower())
+    if m:
+        first = config.strip().lower().split("+")[0]
+        d_in = output_dim(first, dim) if "+" in config else dim
+        if d_in % int(m[1]):
+            return f"PQ needs D % M == 0, got D={d_in}, M={m[1]}"
+    return None
+
+
 def evaluate_config(
     config: str,
     data: dict[str, np.ndarray],
@@ -627,6 +648,7 @@ class CompressionEvaluator(Evaluator):
             return metrics
         fdir = self._features_dir()
         source = "synthetic" if self.synthetic else "real"
+        skipped: list[dict] = []
         for enc in self.encoders:
             data = load_features(fdir, enc, self.pooling, self.split)
             classes = self._classes(data)
@@ -634,6 +656,11 @@ class CompressionEvaluator(Evaluator):
             if self.spectra:
                 self._spectra(enc, data, results_dir)
             for cfg in self.configs:
+                reason = not_applicable(cfg, data["x_train"].shape[1])
+                if reason:  # e.g. pca128 on a 64-d encoder: the blog's "—" cells
+                    log.warning("skipping %s on %s: %s", cfg, enc, reason)
+                    skipped.append({"encoder": enc, "config": cfg, "reason": reason})
+                    continue
                 t0 = time.perf_counter()
                 row = evaluate_config(
                     cfg, data, base, classes, self.knn_k, self.linear, self.linear_C,
@@ -669,6 +696,7 @@ class CompressionEvaluator(Evaluator):
                     "encoders": self.encoders,
                     "configs": self.configs,
                     "data_source": source,
+                    "skipped": skipped,
                 },
                 indent=2,
             ),  # fmt: skip
