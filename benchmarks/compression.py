@@ -168,7 +168,7 @@ def bench_ops(n: int, d: int, n_test: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def bench_sweep(quick: bool, linear: bool, out: Path) -> tuple[float, int, object]:
+def bench_sweep(quick: bool, linear: bool, out: Path, encoders: str | None = None):
     from geoemb.compression import BLOG_CONFIGS
     from geoemb.evaluation.compression import CompressionEvaluator
     from geoemb.utils.run_logger import RunLogger
@@ -182,6 +182,8 @@ def bench_sweep(quick: bool, linear: bool, out: Path) -> tuple[float, int, objec
     else:
         encs, cfgs = ["aef", "olmoearth-nano", "tessera", "dinov3"], list(BLOG_CONFIGS)
         kw = {"n_train": 16_200, "n_test": 5_400, "seed": 0}
+    if encoders:
+        encs = [e.strip() for e in encoders.split(",") if e.strip()]
     ev = CompressionEvaluator(
         synthetic=True, data_dir=str(out / "data"), encoders=encs, configs=cfgs, linear=linear,
         linear_C=None, results_dir=str(out / "results"), synthetic_kwargs=kw,
@@ -202,6 +204,7 @@ def main() -> None:
     ap.add_argument("--linear", action="store_true", help="include the linear probe in the sweep")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--no-ops", action="store_true", help="skip the encode/decode comparison")
+    ap.add_argument("--encoders", default=None, help="comma list (default: all 4 stand-ins)")
     ap.add_argument("--out", default=None, help="keep sweep outputs here (default: temp dir)")
     a = ap.parse_args()
     import pandas as pd
@@ -217,7 +220,7 @@ def main() -> None:
     if a.no_sweep:
         return
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="geoemb_compression_bench_"))
-    secs, t_gen, n_jobs, res = bench_sweep(a.quick, a.linear, out)
+    secs, t_gen, n_jobs, res = bench_sweep(a.quick, a.linear, out, a.encoders)
     probes = (
         "kNN + Hamming kNN + linear (C by 3-fold CV)"
         if a.linear

@@ -1,5 +1,9 @@
 """End-to-end CLI: synth -> build-corpus -> query / exemplar -> GeoParquet + score raster."""
 
+import math
+
+import numpy as np
+
 import geopandas as gpd
 import pytest
 import rasterio
@@ -24,6 +28,12 @@ def test_cli_end_to_end(tmp_path, capsys):
           "--bbox", "-60", "-40", "60", "40", "--out", str(out), "--raster", str(tmp_path / "s.tif"),
           "--resolution", "5"])  # fmt: skip
     g = gpd.read_parquet(out, bbox=(-10, -10, 10, 10))
-    assert 0 < len(g) < len(gpd.read_parquet(out))
+    full = gpd.read_parquet(out)
+    assert 0 < len(g) < len(full)
+    # the full score raster covers the rows' extent at 5 degrees per cell
+    width = math.ceil((full["lon"].max() + 5e-6 - full["lon"].min()) / 5)
+    height = math.ceil((full["lat"].max() + 5e-6 - full["lat"].min()) / 5)
     with rasterio.open(tmp_path / "s.tif") as r:
-        assert r.crs.to_epsg() == 4326 and r.read(1).shape == (16, 24)
+        assert r.crs.to_epsg() == 4326 and r.read(1).shape == (height, width)
+        assert r.transform.a == 5 and r.transform.c == pytest.approx(full["lon"].min())
+        assert int((~np.isnan(r.read(1))).sum()) <= len(full)

@@ -73,21 +73,22 @@ class Reducer(Compressor):
 _CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def pca_basis(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pca_basis(X: np.ndarray, center: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact full PCA of ``X (N, D)``: ``(mean (D,), components (r, D), explained_variance (r,))``.
 
     Components are sorted by decreasing variance with sklearn's sign convention (largest
     absolute loading positive). Computed in float64 from the ``D × D`` covariance (``eigh``) when
     ``N > 2D`` and from the thin SVD otherwise. Cached on the array's content (sha1), so sweeping
-    ``pca128/pca64/pca32/…`` on the same train rows decomposes once.
+    ``pca128/pca64/pca32/…`` on the same train rows decomposes once. ``center=False`` gives the
+    uncentred basis of truncated SVD (``explained_variance`` is then the mean squared projection).
     """
     X = np.ascontiguousarray(X)
-    key = hashlib.sha1(X.view(np.uint8).reshape(-1)).hexdigest() + str(X.dtype)
+    key = hashlib.sha1(X.view(np.uint8).reshape(-1)).hexdigest() + str(X.dtype) + str(center)
     n, d = X.shape
     if key in _CACHE:
         return _CACHE[key]
     Xd = X.astype(np.float64)
-    mean = Xd.mean(axis=0)
+    mean = Xd.mean(axis=0) if center else np.zeros(d)
     Xc = Xd - mean
     if n > 2 * d:
         ev, vecs = np.linalg.eigh(Xc.T @ Xc / (n - 1))
@@ -124,21 +125,18 @@ class PCAReducer(Reducer):
         return (np.asarray(Z, np.float64) @ self.components + self.mean).astype(np.float32)
 
 
-class SVDReducer(Reducer):
+class SVDReducer(PCAReducer):
+    """Truncated SVD (no centring): top-``k`` right singular vectors of the train rows (exact)."""
+
     kind = "svd"
 
     def _fit(self, X: np.ndarray) -> None:
-        from sklearn.decomposition import TruncatedSVD
-
-        self._check_k(X, min(X.shape) - 1 if self.k >= min(X.shape) else min(X.shape))
-        self.model = TruncatedSVD(n_components=self.k, algorithm="arpack", random_state=self.seed)
-        self.model.fit(X.astype(np.float64))
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.model.transform(X.astype(np.float64)).astype(np.float32)
-
-    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        return self.model.inverse_transform(Z).astype(np.float32)
+        self._check_k(X, min(X.shape))
+        mean, comps, ev = pca_basis(X, center=False)
+        self.mean = mean  # zeros
+        self.components = comps[: self.k].copy()
+        self.explained_variance = ev[: self.k].copy()
+        self.explained_variance_ratio = ev[: self.k] / ev.sum()
 
 
 class RandomProjectionReducer(Reducer):

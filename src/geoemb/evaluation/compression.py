@@ -392,7 +392,10 @@ def aggregate(
             "baseline": [_pct(a - dlt) for a, dlt in zip(b["knn_acc"], b["knn_delta"])],
             "reconstructed + cosine": [_pct(v) for v in b["knn_acc"]],
             "Hamming on raw bits": [_pct(v) for v in b["hamming_knn_acc"]],
-            "imbalance": b.get("dimension_balance", pd.Series(index=b.index, dtype=float)).round(3),
+            "imbalance": [
+                f"{v:.3f}" if v == v else ""
+                for v in b.get("dimension_balance", pd.Series(index=b.index, dtype=float))
+            ],
         })  # fmt: skip
         dump(
             "binary_hamming",
