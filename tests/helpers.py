@@ -13,7 +13,10 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_cfg(
-    config_name: str, overrides: list[str], tmp_path: Path | None = None, data_dir: Path | None = None
+    config_name: str,
+    overrides: list[str],
+    tmp_path: Path | None = None,
+    data_dir: Path | None = None,
 ) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with ``overrides``; run dir under ``tmp_path``."""
     GlobalHydra.instance().clear()

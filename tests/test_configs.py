@@ -65,14 +65,20 @@ def test_every_group_option_composes(group, tmp_path):
 
 def test_nested_model_groups(tmp_path):
     for net in sorted((CONF_DIR / "model" / "net").glob("*.yaml")):
-        cfg = compose_cfg("train", [f"model/net={net.stem}", "model/scheduler=cosine", "model/optimizer=adamw"], tmp_path)
+        cfg = compose_cfg(
+            "train",
+            [f"model/net={net.stem}", "model/scheduler=cosine", "model/optimizer=adamw"],
+            tmp_path,
+        )
         assert cfg.model.net.name == net.stem
         assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs
         assert cfg.model.optimizer._target_ == "torch.optim.AdamW"
 
 
 def test_hparams_search_composes(tmp_path):
-    cfg = compose_cfg("train", ["experiment=water_seg", "hparams_search=water_seg_optuna"], tmp_path)
+    cfg = compose_cfg(
+        "train", ["experiment=water_seg", "hparams_search=water_seg_optuna"], tmp_path
+    )
     assert cfg.optimized_metric == "val/iou"
 
 

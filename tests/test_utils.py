@@ -70,7 +70,9 @@ def test_tutorial_per_batch_metrics_match_sklearn():
     assert float(iou.compute()) == pytest.approx(np.mean(ref_iou), abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["deeplabv3_resnet50", "unet_resnet18", "segformer_mit_b0", "tiny_cnn"])
+@pytest.mark.parametrize(
+    "name", ["deeplabv3_resnet50", "unet_resnet18", "segformer_mit_b0", "tiny_cnn"]
+)
 def test_build_net_shapes(name):
     net = build_net(name, in_channels=9, num_classes=3).eval()
     with torch.no_grad():
@@ -81,7 +83,13 @@ def test_build_net_shapes(name):
 def test_deeplab_has_tutorial_conv1():
     net = build_net("deeplabv3_resnet50", in_channels=9, num_classes=2)
     conv = net.model.backbone.conv1
-    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.bias) == (9, 64, (7, 7), (2, 2), None)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.bias) == (
+        9,
+        64,
+        (7, 7),
+        (2, 2),
+        None,
+    )
 
 
 def test_unknown_net_is_clear():

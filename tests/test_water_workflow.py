@@ -55,7 +55,13 @@ def test_fast_dev_run_tutorial_recipe(tmp_path, data_dir):
     """The real recipe (DeepLabV3-ResNet50, 9 channels) trains one batch on the stand-in."""
     cfg = compose_cfg(
         "train",
-        ["experiment=water_seg", "data.synthetic=true", "debug=fdr", "data.patch_size=64", "data.batch_size=2"],
+        [
+            "experiment=water_seg",
+            "data.synthetic=true",
+            "debug=fdr",
+            "data.patch_size=64",
+            "data.batch_size=2",
+        ],
         tmp_path,
         data_dir,
     )
@@ -84,13 +90,25 @@ def test_round_trip_beats_chance(trained, data_dir, tmp_path):
     scene = write_sentinel2_scene(tmp_path / "s2", size=(200, 232), seed=5)
     icfg = compose_cfg(
         "infer",
-        [f"ckpt_path={best}", f"input={scene}", f"output={tmp_path}/pred.tif", "tile_size=64", "stride=48", "progress=false"],
+        [
+            f"ckpt_path={best}",
+            f"input={scene}",
+            f"output={tmp_path}/pred.tif",
+            "tile_size=64",
+            "stride=48",
+            "progress=false",
+        ],
         tmp_path / "infer",
     )
     info = tasks.infer(icfg)
     (b02,) = sorted(Path(scene).rglob("*_B02*.tif"))
     with rasterio.open(b02) as ref, rasterio.open(info["output"]) as out:
-        assert (out.crs, out.transform, out.width, out.height) == (ref.crs, ref.transform, ref.width, ref.height)
+        assert (out.crs, out.transform, out.width, out.height) == (
+            ref.crs,
+            ref.transform,
+            ref.width,
+            ref.height,
+        )
         pred = out.read(1)
     assert set(np.unique(pred)) <= {0, 1}
     truth_path = next(Path(scene).glob("*mask*.tif"), None)
@@ -103,9 +121,16 @@ def test_resume_from_last_ckpt(trained, tmp_path, data_dir):
     tmp, _ = trained
     last = tmp / "run" / "checkpoints" / "last.ckpt"
     before = torch.load(last, map_location="cpu", weights_only=False)
-    cfg = compose_cfg("train", [*FAST, "trainer.max_epochs=4", f"ckpt_path={last}", "test=false"], tmp_path, data_dir)
+    cfg = compose_cfg(
+        "train",
+        [*FAST, "trainer.max_epochs=4", f"ckpt_path={last}", "test=false"],
+        tmp_path,
+        data_dir,
+    )
     tasks.train(cfg)
-    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    after = torch.load(
+        tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     assert before["epoch"] == 2 and after["epoch"] == 3, "resumed run continues at epoch 4 of 4"
     steps_per_epoch = before["global_step"] // 3
     assert after["global_step"] == before["global_step"] + steps_per_epoch
@@ -128,14 +153,20 @@ def test_checkpoint_alone_rebuilds_model(trained):
 
 def test_infer_rejects_wrong_band_count(trained, tmp_path):
     tmp, _ = trained
-    path = write_scene_geotiff(tmp_path / "four.tif", (64, 64), crs="EPSG:32633", origin=(500000.0, 5000000.0), seed=1)
+    path = write_scene_geotiff(
+        tmp_path / "four.tif", (64, 64), crs="EPSG:32633", origin=(500000.0, 5000000.0), seed=1
+    )
     with rasterio.open(path) as src:
         data = src.read()[:4]
         profile = src.profile | {"count": 4}
     bad = tmp_path / "four_band.tif"
     with rasterio.open(bad, "w", **profile) as dst:
         dst.write(data)
-    icfg = compose_cfg("infer", [f"ckpt_path={tmp / 'run/checkpoints/last.ckpt'}", f"input={bad}", "progress=false"], tmp_path / "i")
+    icfg = compose_cfg(
+        "infer",
+        [f"ckpt_path={tmp / 'run/checkpoints/last.ckpt'}", f"input={bad}", "progress=false"],
+        tmp_path / "i",
+    )
     with pytest.raises(ValueError, match="4 bands"):
         tasks.infer(icfg)
 
@@ -151,9 +182,14 @@ def test_cli_multirun_sweep(tmp_path, data_dir):
     """`python train.py -m ...`: one run dir per job under logs/<task>/<experiment>/multiruns/."""
     env = {**os.environ, "WANDB_MODE": "disabled"}
     cmd = [
-        sys.executable, "train.py", "-m", *FAST, "debug=fdr",
+        sys.executable,
+        "train.py",
+        "-m",
+        *FAST,
+        "debug=fdr",
         "model.optimizer.lr=0.001,0.0001",
-        f"paths.log_dir={tmp_path}/logs", f"paths.data_dir={data_dir}",
+        f"paths.log_dir={tmp_path}/logs",
+        f"paths.data_dir={data_dir}",
     ]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -172,9 +208,16 @@ def test_notebook_executes(tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "notebooks" / "water_seg.ipynb", as_version=4)
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
     outputs = "".join(
         str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-        for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
     )
     assert "test/iou" in outputs and "water.tif" in outputs

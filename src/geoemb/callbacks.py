@@ -19,7 +19,9 @@ def _stretch(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlay_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, rgb: list[int]) -> np.ndarray:
+def overlay_panel(
+    image: np.ndarray, target: np.ndarray, pred: np.ndarray, rgb: list[int]
+) -> np.ndarray:
     """Side-by-side uint8 panel ``image | truth | prediction`` for one sample.
 
     ``image`` is ``(C, H, W)`` raw; ``target``/``pred`` are ``(H, W)`` class ids (colour-coded with
@@ -48,7 +50,9 @@ class LogPredictions(Callback):
     :class:`geoemb.segmentation.module.SegmentationModule` does).
     """
 
-    def __init__(self, num_samples: int = 4, every_n_epochs: int = 1, rgb_bands: list[int] | None = None) -> None:
+    def __init__(
+        self, num_samples: int = 4, every_n_epochs: int = 1, rgb_bands: list[int] | None = None
+    ) -> None:
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.rgb_bands = list(rgb_bands or [2, 1, 0])
@@ -73,7 +77,10 @@ class LogPredictions(Callback):
                 lg.log_image(
                     key="val/predictions",
                     images=list(panels),
-                    caption=[f"epoch {trainer.current_epoch} sample {i}: image | truth | prediction" for i in range(n)],
+                    caption=[
+                        f"epoch {trainer.current_epoch} sample {i}: image | truth | prediction"
+                        for i in range(n)
+                    ],
                 )
 
     def _save_png(self, trainer: Trainer, panels: list[np.ndarray]) -> Path | None:
@@ -121,7 +128,9 @@ class RunMetadata(Callback):
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         cls = type(pl_module)
         # OmegaConf containers in hparams would make torch.load(weights_only=True) refuse the file
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):

@@ -108,7 +108,7 @@ def instantiate_loggers(cfg: DictConfig | None, name: str, tags: list[str]) -> l
     """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled."""
     out = []
     mode = wandb_mode()
-    for key, lg in (cfg or {}).items():
+    for _key, lg in (cfg or {}).items():
         if not (isinstance(lg, DictConfig) and "_target_" in lg):
             continue
         if "Wandb" in str(lg._target_):
@@ -161,7 +161,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
 
     model_cfg = cfg.model.copy()
-    if "preprocess" in model_cfg and model_cfg.preprocess is None and hasattr(datamodule, "preprocess_config"):
+    if (
+        "preprocess" in model_cfg
+        and model_cfg.preprocess is None
+        and hasattr(datamodule, "preprocess_config")
+    ):
         datamodule.prepare_data()
         with open_dict(model_cfg):
             model_cfg.preprocess = datamodule.preprocess_config()
@@ -172,9 +176,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_loggers(cfg.get("logger"), run_name(cfg), tags)
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks.append(RunMetadata(resolved))
-    trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
     for lg in loggers:
-        lg.log_hyperparams({"config": resolved, "data_source": "synthetic" if "data_source=synthetic" in tags else "real"})
+        lg.log_hyperparams(
+            {
+                "config": resolved,
+                "data_source": "synthetic" if "data_source=synthetic" in tags else "real",
+            }
+        )
 
     if cfg.get("train", True):
         trainer.fit(
@@ -256,7 +267,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         return metrics
 
     if not cfg.get("ckpt_path"):
-        raise ValueError("evaluate.py needs either experiment=<evaluator experiment> or ckpt_path=<checkpoint>")
+        raise ValueError(
+            "evaluate.py needs either experiment=<evaluator experiment> or ckpt_path=<checkpoint>"
+        )
     from lightning import Trainer
 
     meta = load_checkpoint_meta(cfg.ckpt_path)

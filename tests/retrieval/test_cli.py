@@ -2,9 +2,8 @@
 
 import math
 
-import numpy as np
-
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
 

@@ -30,7 +30,13 @@ def to_latex(df: pd.DataFrame, floatfmt: str = ".2f", caption: str | None = None
 
     def esc(s: object) -> str:
         s = str(s)
-        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        for a, b in (
+            ("\\", r"\textbackslash{}"),
+            ("_", r"\_"),
+            ("%", r"\%"),
+            ("&", r"\&"),
+            ("#", r"\#"),
+        ):
             s = s.replace(a, b)
         return s
 
@@ -43,7 +49,12 @@ def to_latex(df: pd.DataFrame, floatfmt: str = ".2f", caption: str | None = None
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{esc(caption)}}}")
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
+    lines += [
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(esc(c) for c in df.columns) + r" \\",
+        r"\midrule",
+    ]
     for row in df.itertuples(index=False):
         lines.append(" & ".join(fmt(v) for v in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -55,7 +55,12 @@ class TinyConvNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, width: int = 16, depth: int = 3, batch_norm: bool = False
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 16,
+        depth: int = 3,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []

@@ -77,7 +77,11 @@ class SegmentationModule(LightningModule):
         super().__init__()
         # plain containers only in hparams: checkpoints then load with torch's weights_only=True
         net, loss, optimizer, scheduler, preprocess = (
-            _plain(net), _plain(loss), _plain(optimizer), _plain(scheduler), _plain(preprocess)
+            _plain(net),
+            _plain(loss),
+            _plain(optimizer),
+            _plain(scheduler),
+            _plain(preprocess),
         )
         class_names = list(class_names) if class_names is not None else None
         self.save_hyperparameters()
@@ -156,7 +160,13 @@ class SegmentationModule(LightningModule):
         logits = self(batch["image"])
         loss = self.compute_loss(logits, batch)
         bs = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=bs, sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=stage != "test",
+            batch_size=bs,
+            sync_dist=stage != "train",
+        )
         with torch.no_grad():
             self.update_metrics(stage, logits.detach(), batch)
         if stage == "val":
