@@ -18,28 +18,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
+from geoemb.utils.config import build_optimization
+from geoemb.utils.config import plain as _plain
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "geopool_head_results.csv"
 """Written into the trainer's log dir on test: reference results-CSV columns + encoder."""
-
-
-def _plain(cfg: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (other values unchanged)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig | ListConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return cfg
-
-
-def _instantiate(cfg: dict) -> Any:
-    from hydra.utils import instantiate
-
-    return instantiate(dict(cfg))
 
 
 class PoolingClassifier(L.LightningModule):
@@ -208,24 +193,17 @@ class PoolingClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> Any:
-        opt_cfg = _plain(self.hparams.optimizer) or {
-            "_target_": "torch.optim.AdamW",
-            "_partial_": True,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-        }
-        optimizer = _instantiate(opt_cfg)(params=self.parameters())
-        sched_cfg = _plain(self.hparams.scheduler)
-        if not sched_cfg:
-            return optimizer
-        sched_cfg = dict(sched_cfg)
-        monitor = sched_cfg.pop("monitor", "val/loss")
-        interval = sched_cfg.pop("interval", "epoch")
-        scheduler = _instantiate(sched_cfg)(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval},
-        }
+        return build_optimization(
+            self.parameters(),
+            self.hparams.optimizer,
+            self.hparams.scheduler,
+            default_optimizer={
+                "_target_": "torch.optim.AdamW",
+                "_partial_": True,
+                "lr": 1e-3,
+                "weight_decay": 1e-4,
+            },
+        )
 
 
 def append_results_row(path: Path, row: dict[str, Any]) -> Path:

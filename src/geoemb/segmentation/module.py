@@ -15,27 +15,14 @@ from typing import Any
 import hydra
 import torch
 from lightning import LightningModule
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from geoemb.metrics.water import PerBatchMeanIoU, PerBatchMeanOA
 from geoemb.segmentation.models import build_net
-
-
-def _plain(cfg: Any) -> Any:
-    """DictConfig → plain container (what gets pickled into the checkpoint)."""
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
-
-
-def instantiate_part(cfg: dict | None, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` config dict (``None`` → ``None``)."""
-    if cfg is None:
-        return None
-    return hydra.utils.instantiate(OmegaConf.create(_plain(cfg)), **kwargs)
+from geoemb.utils.config import build_optimization, instantiate_part
+from geoemb.utils.config import plain as _plain
 
 
 class SegmentationModule(LightningModule):
@@ -212,20 +199,9 @@ class SegmentationModule(LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        opt_cfg = _plain(self.hparams.optimizer) or {
-            "_target_": "torch.optim.Adam",
-            "_partial_": True,
-            "lr": 1e-4,
-        }
-        optimizer = instantiate_part(opt_cfg)(params=self.parameters())
-        sched_cfg = _plain(self.hparams.scheduler)
-        if not sched_cfg:
-            return optimizer
-        sched_cfg = dict(sched_cfg)
-        monitor = sched_cfg.pop("monitor", "val/loss")
-        interval = sched_cfg.pop("interval", "epoch")
-        scheduler = instantiate_part(sched_cfg)(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval},
-        }
+        return build_optimization(
+            self.parameters(),
+            self.hparams.optimizer,
+            self.hparams.scheduler,
+            default_optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4},
+        )
