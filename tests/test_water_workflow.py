@@ -221,3 +221,45 @@ def test_notebook_executes(tmp_path):
         for o in c.get("outputs", [])
     )
     assert "test/iou" in outputs and "water.tif" in outputs
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs(tmp_path, data_dir):
+    """`hparams_search=water_seg_optuna` runs trials and reports the best value of val/iou."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [
+        sys.executable, "train.py", *FAST, "hparams_search=water_seg_optuna", "debug=limit",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", "data.train_length=8",
+        f"paths.log_dir={tmp_path}/logs", f"paths.data_dir={data_dir}",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (results,) = (tmp_path / "logs").rglob("optimization_results.yaml")
+    text = results.read_text()
+    assert "best_params" in text and "model.optimizer.lr" in text and "best_value" in text
+
+
+REAL_S2 = ROOT / "tests" / "data" / "real" / "sentinel2"
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(
+    not REAL_S2.is_dir(), reason="run `make real-data` (scripts/fetch_real_data.py)"
+)
+def test_infer_on_real_sentinel2_bands(trained, tmp_path):
+    """infer.py on real BigEarthNet-S2 band files (B11/B12 at 20 m): output on the real 10 m grid."""
+    tmp, _ = trained
+    (scene,) = sorted(p for p in REAL_S2.iterdir() if p.is_dir())
+    icfg = compose_cfg(
+        "infer",
+        [f"ckpt_path={tmp / 'run/checkpoints/last.ckpt'}", f"input={scene}", f"output={tmp_path}/real.tif",
+         "tile_size=64", "stride=48", "progress=false"],
+        tmp_path / "infer",
+    )  # fmt: skip
+    info = tasks.infer(icfg)
+    (b02,) = sorted(scene.rglob("*_B02*.tif"))
+    with rasterio.open(b02) as ref, rasterio.open(info["output"]) as out:
+        assert (out.crs, out.transform, out.shape) == (ref.crs, ref.transform, ref.shape)
+        assert out.crs.to_epsg() // 100 in (326, 327)  # real UTM
+        pred = out.read(1)
+    assert set(np.unique(pred)) <= {0, 1}
