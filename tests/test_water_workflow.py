@@ -263,3 +263,36 @@ def test_infer_on_real_sentinel2_bands(trained, tmp_path):
         assert out.crs.to_epsg() // 100 in (326, 327)  # real UTM
         pred = out.read(1)
     assert set(np.unique(pred)) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_resume_reattaches_wandb_run(tmp_path, data_dir, monkeypatch):
+    """W&B (offline) run id is stored in checkpoints and reused when resuming from last.ckpt."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    first = compose_cfg(
+        "train",
+        [*FAST, "logger=wandb", "trainer.max_epochs=1", "test=false"],
+        tmp_path / "a",
+        data_dir,
+    )
+    tasks.train(first)
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    run_id = torch.load(last, map_location="cpu", weights_only=False)["geoemb"]["wandb_id"]
+    assert run_id
+    second = compose_cfg(
+        "train",
+        [*FAST, "logger=wandb", "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"],
+        tmp_path / "b",
+        data_dir,
+    )
+    tasks.train(second)
+    resumed = torch.load(
+        tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert resumed["geoemb"]["wandb_id"] == run_id
+    assert (
+        resumed["hyper_parameters"]["preprocess"]
+        == torch.load(last, map_location="cpu", weights_only=False)["hyper_parameters"][
+            "preprocess"
+        ]
+    )

@@ -141,4 +141,8 @@ class RunMetadata(Callback):
             "data": self.config.get("data"),
             "config": self.config,
             "torch": str(torch.__version__),
+            "wandb_id": next(
+                (str(lg.version) for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"),
+                None,
+            ),
         }

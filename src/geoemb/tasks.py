@@ -104,8 +104,25 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool = True) -> li
     return out
 
 
-def instantiate_loggers(cfg: DictConfig | None, name: str, tags: list[str]) -> list:
-    """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled."""
+def _resume_info(ckpt_path: str | None) -> dict[str, Any]:
+    """Preprocessing config and W&B run id stored in the checkpoint a run resumes from."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return {}
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return {
+        "preprocess": (ckpt.get("hyper_parameters") or {}).get("preprocess"),
+        "wandb_id": (ckpt.get("geoemb") or {}).get("wandb_id"),
+    }
+
+
+def instantiate_loggers(
+    cfg: DictConfig | None, name: str, tags: list[str], wandb_id: str | None = None
+) -> list:
+    """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled.
+
+    ``wandb_id`` (from a checkpoint being resumed) re-attaches the W&B run unless
+    ``logger.wandb.id`` is set explicitly.
+    """
     out = []
     mode = wandb_mode()
     for _key, lg in (cfg or {}).items():
@@ -120,6 +137,9 @@ def instantiate_loggers(cfg: DictConfig | None, name: str, tags: list[str]) -> l
                 lg.offline = mode != "online"
                 lg.name = lg.get("name") or name
                 lg.tags = list(dict.fromkeys(list(lg.get("tags") or []) + tags))
+                if wandb_id and not lg.get("id"):
+                    lg.id = wandb_id
+                    lg.resume = "allow"
         out.append(hydra.utils.instantiate(lg))
     return out
 
@@ -161,19 +181,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
 
     model_cfg = cfg.model.copy()
-    if (
-        "preprocess" in model_cfg
-        and model_cfg.preprocess is None
-        and hasattr(datamodule, "preprocess_config")
-    ):
-        datamodule.prepare_data()
-        with open_dict(model_cfg):
-            model_cfg.preprocess = datamodule.preprocess_config()
+    resume_meta = _resume_info(cfg.get("ckpt_path"))
+    if "preprocess" in model_cfg and model_cfg.preprocess is None:
+        if resume_meta.get("preprocess") is not None:
+            # resuming: keep exactly the preprocessing (normalization stats) the run started with
+            with open_dict(model_cfg):
+                model_cfg.preprocess = resume_meta["preprocess"]
+        elif hasattr(datamodule, "preprocess_config"):
+            datamodule.prepare_data()
+            with open_dict(model_cfg):
+                model_cfg.preprocess = datamodule.preprocess_config()
     log.info("Instantiating model <%s>", model_cfg._target_)
     model = hydra.utils.instantiate(model_cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    loggers = instantiate_loggers(cfg.get("logger"), run_name(cfg), tags)
+    loggers = instantiate_loggers(
+        cfg.get("logger"), run_name(cfg), tags, wandb_id=resume_meta.get("wandb_id")
+    )
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks.append(RunMetadata(resolved))
     trainer: Trainer = hydra.utils.instantiate(
