@@ -170,6 +170,25 @@ def test_infer_rejects_wrong_band_count(trained, tmp_path):
     with pytest.raises(ValueError, match="4 bands"):
         tasks.infer(icfg)
 
+    # overlap (e.g. rsc_analysis' recommended_overlap_px) sets the stride; nonsense is refused
+    good = write_scene_geotiff(
+        tmp_path / "six.tif", (90, 70), crs="EPSG:32633", origin=(500000.0, 5000000.0), seed=2
+    )
+    ckpt = tmp / "run/checkpoints/last.ckpt"
+    ocfg = compose_cfg(
+        "infer",
+        [f"ckpt_path={ckpt}", f"input={good}", "tile_size=64", "overlap=24", "progress=false"],
+        tmp_path / "o",
+    )
+    assert tasks.infer(ocfg)["stride"] == 40
+    ocfg = compose_cfg(
+        "infer",
+        [f"ckpt_path={ckpt}", f"input={good}", "tile_size=64", "overlap=64"],
+        tmp_path / "p",
+    )
+    with pytest.raises(ValueError, match="overlap=64"):
+        tasks.infer(ocfg)
+
 
 def test_evaluate_needs_evaluator_or_ckpt(tmp_path):
     cfg = compose_cfg("eval", ["logger=none"], tmp_path)

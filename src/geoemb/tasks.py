@@ -325,7 +325,9 @@ def _device(name: str) -> torch.device:
 def infer(cfg: DictConfig) -> dict[str, Any]:
     """Stream a checkpoint over a scene and write a georeferenced class-map GeoTIFF.
 
-    Returns ``{"output": path, "width": W, "height": H, "seconds": t}``.
+    ``overlap`` (pixels) overrides ``stride``: use the ERF-derived ``recommended_overlap_px`` of
+    ``evaluate.py experiment=rsc_analysis`` so tile seams stay invisible.
+    Returns ``{"output": path, "width": W, "height": H, "stride": s, "seconds": t}``.
     """
     import time
 
@@ -341,6 +343,12 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     bands = list(cfg.bands) if cfg.get("bands") else None
+    stride = int(cfg.stride)
+    if cfg.get("overlap") is not None:
+        overlap = int(cfg.overlap)
+        if not 0 <= overlap < int(cfg.tile_size):
+            raise ValueError(f"overlap={overlap} must be in [0, tile_size={cfg.tile_size})")
+        stride = int(cfg.tile_size) - overlap
     with open_source(cfg.input, bands=bands) as src:
         if expected is not None and src.count != expected:
             raise ValueError(
@@ -353,7 +361,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             cfg.output,
             num_classes=int(model.num_classes),
             tile_size=int(cfg.tile_size),
-            stride=int(cfg.stride),
+            stride=stride,
             batch_size=int(cfg.batch_size),
             merge=str(cfg.merge),
             write_probabilities=bool(cfg.write_probabilities),
@@ -365,4 +373,10 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     log.info("wrote %s (%dx%d) in %.1fs", path, width, height, seconds)
     print(f"prediction GeoTIFF: {path}")
-    return {"output": str(path), "width": width, "height": height, "seconds": seconds}
+    return {
+        "output": str(path),
+        "width": width,
+        "height": height,
+        "stride": stride,
+        "seconds": seconds,
+    }
