@@ -302,6 +302,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("data") is not None:
         data_cfg = OmegaConf.merge(data_cfg, cfg.data)
     datamodule = hydra.utils.instantiate(data_cfg)
+    if data_cfg.get("synthetic", False) and "data_source=synthetic" not in tags:
+        tags.append("data_source=synthetic")
     loggers = instantiate_loggers(cfg.get("logger"), run_name(cfg), tags)
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
