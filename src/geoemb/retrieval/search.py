@@ -345,15 +345,22 @@ class FloatTorchIndex(SearchIndex):
         q = q.to(self.device, torch.float32)
         return torch.nn.functional.normalize(q, dim=1) if self.metric == "cosine" else q
 
+    @staticmethod
+    def _mm_t(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``q @ x.T``; on CPU through numpy's BLAS (faster than torch's GEMM on this CPU)."""
+        if q.device.type == "cpu" and not (q.requires_grad or x.requires_grad):
+            return torch.from_numpy(q.numpy() @ x.numpy().T)
+        return q @ x.T
+
     def _block_key(self, q: torch.Tensor, s: int) -> torch.Tensor:
         x = self._x[s : s + self.chunk_size]
         if self.metric == "l2":
             if self.use_cdist:
                 return torch.cdist(q, x).square_()
-            d = q @ x.T
+            d = self._mm_t(q, x)
             d.mul_(-2).add_(self._sqnorm[s : s + self.chunk_size][None, :])
             return d.add_((q * q).sum(1, keepdim=True)).clamp_(min=0)
-        return (q @ x.T).neg_()
+        return self._mm_t(q, x).neg_()
 
     def _search_batch(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         d_run = i_run = None

@@ -74,10 +74,16 @@ def torch_topk_float(
     """Exact ``(key, id)`` top-k of a float block (ties at the k-th value → smaller ids)."""
     nq, n = key.shape
     k = min(k, n)
-    vals, idx = torch.topk(key, k, dim=1, largest=False, sorted=True)
+    # one extra element tells whether a tie crosses the k boundary (then ids must decide), which
+    # avoids a full pass over the block counting elements <= the k-th value
+    k1 = min(k + 1, n)
+    vals, idx = torch.topk(key, k1, dim=1, largest=False, sorted=True)
+    if k1 > k:
+        bad = torch.nonzero(vals[:, k] <= vals[:, k - 1]).flatten().tolist()
+        vals, idx = vals[:, :k].contiguous(), idx[:, :k].contiguous()
+    else:
+        bad = []
     kth = vals[:, -1:]
-    counts = (key <= kth).sum(dim=1)
-    bad = torch.nonzero(counts > k).flatten().tolist()
     for r in bad:
         cand = torch.nonzero(key[r] <= kth[r, 0]).flatten()
         order = torch.sort(key[r, cand], stable=True).indices[:k]
