@@ -7,7 +7,7 @@ from lightning import Trainer
 from torch import nn
 
 from geoemb.compression.bitpack import pack_bits
-from geoemb.retrieval.distributed import CorpusPredictionWriter, EmbeddingPredictor
+from geoemb.corpus_predict import CorpusPredictionWriter, EmbeddingPredictor
 from geoemb.retrieval.store import CorpusBuilder, CorpusStore
 
 

@@ -1,5 +1,8 @@
 """Build a corpus with Lightning ``predict``: any strategy (DDP, multi-node) feeds the shard writer.
 
+Lightning wiring around the plain :class:`~geoemb.retrieval.store.CorpusBuilder` (kept out of the
+core ``retrieval`` package, which imports neither Hydra nor Lightning).
+
 Each predict batch becomes one input *part* of :class:`~geoemb.retrieval.store.CorpusBuilder`;
 part ids are ``batch_idx * world_size + global_rank`` (unique across processes, deterministic for a
 given world size), so an interrupted run re-launched with the same settings skips finished parts.
