@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from geoemb.data.base import SplitDataModule
 
 __all__ = [
     "ROAD_CODE",
@@ -200,13 +202,7 @@ class ChesapeakeRSC(Dataset):
         }
 
 
-def _datamodule_base() -> type:
-    from lightning import LightningDataModule
-
-    return LightningDataModule
-
-
-class ChesapeakeRSCDataModule(_datamodule_base()):
+class ChesapeakeRSCDataModule(SplitDataModule):
     """Chesapeake RSC DataModule (GPU augmentation in ``on_after_batch_transfer``).
 
     Parameters
@@ -292,33 +288,6 @@ class ChesapeakeRSCDataModule(_datamodule_base()):
         }
         for split in splits.get(stage, SPLITS) if stage else SPLITS:
             self.dataset(split)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        bs = (
-            self.hparams.batch_size
-            if split == "train"
-            else (self.hparams.eval_batch_size or self.hparams.batch_size)
-        )
-        return DataLoader(
-            self.dataset(split),
-            batch_size=bs,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Apply :class:`~geoemb.data.augment.RSCAugmentation` on the batch's device while training."""

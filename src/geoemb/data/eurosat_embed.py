@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from geoemb.data.base import SplitDataModule
+
 log = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = (
@@ -314,13 +316,7 @@ def data_source(root: str | os.PathLike) -> str:
     return "synthetic" if is_synthetic(root) else "real"
 
 
-def _lightning_datamodule_base() -> type:
-    import lightning as L
-
-    return L.LightningDataModule
-
-
-class EuroSATEmbedDataModule(_lightning_datamodule_base()):
+class EuroSATEmbedDataModule(SplitDataModule):
     """LightningDataModule over EuroSAT-Embed embedding rasters (for learnable pooling heads).
 
     Parameters
@@ -419,28 +415,6 @@ class EuroSATEmbedDataModule(_lightning_datamodule_base()):
         )
         for s in splits:
             self.dataset(s)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
