@@ -95,3 +95,22 @@ def test_deeplab_has_tutorial_conv1():
 def test_unknown_net_is_clear():
     with pytest.raises(ValueError, match="unknown segmentation net 'nope'"):
         build_net("nope", 3, 2)
+
+
+def test_per_batch_metrics_ignore_index_match_sklearn_on_valid_pixels():
+    rng = np.random.default_rng(1)
+    oa, iou = PerBatchMeanOA(ignore_index=255), PerBatchMeanIoU(ignore_index=255)
+    ref_oa, ref_iou = [], []
+    for _ in range(4):
+        y = rng.integers(0, 2, size=(2, 8, 8))
+        y[:, :3] = 255  # warp-fill rows
+        p = rng.integers(0, 2, size=(2, 8, 8))
+        oa.update(torch.from_numpy(p), torch.from_numpy(y))
+        iou.update(torch.from_numpy(p), torch.from_numpy(y))
+        v = y != 255
+        ref_oa.append(np.mean(y[v] == p[v]))
+        ref_iou.append(jaccard_score(y[v], p[v], zero_division=1.0))
+    all_fill = torch.full((1, 4, 4), 255)
+    oa.update(torch.zeros(1, 4, 4, dtype=torch.long), all_fill)  # no valid pixel: batch skipped
+    assert float(oa.compute()) == pytest.approx(np.mean(ref_oa), abs=1e-6)
+    assert float(iou.compute()) == pytest.approx(np.mean(ref_iou), abs=1e-6)
