@@ -8,11 +8,7 @@ from geoemb import tasks
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    metrics = tasks.evaluate(cfg)
-    metric = cfg.get("optimized_metric")
-    if metric and isinstance(metrics, dict) and metric in metrics:
-        return float(metrics[metric])  # value for Hydra sweepers (Optuna)
-    return None
+    return tasks.sweep_value(cfg, tasks.evaluate(cfg))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,14 @@ def run_name(cfg: DictConfig) -> str:
     return name
 
 
+def sweep_value(cfg: DictConfig, metrics: Any) -> float | None:
+    """The value a Hydra sweeper (Optuna) optimises: ``metrics[cfg.optimized_metric]`` if present."""
+    metric = cfg.get("optimized_metric")
+    if metric and isinstance(metrics, dict) and metric in metrics:
+        return float(metrics[metric])
+    return None
+
+
 def output_dir(cfg: DictConfig) -> Path:
     """The run directory (``paths.output_dir``), created if needed."""
     path = Path(cfg.paths.output_dir)
