@@ -32,3 +32,7 @@ class ResumeMismatchError(GeoembError, RuntimeError):
 
 class OutputError(GeoembError, ValueError):
     """An output path cannot be used (it is the input, an existing directory, not writable…)."""
+
+
+class DataNotFoundError(GeoembError, FileNotFoundError):
+    """A dataset is missing; the message says where to get it and how to use the stand-in."""
