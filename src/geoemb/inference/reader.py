@@ -10,6 +10,16 @@ Two kinds of input are supported, both exposed through :class:`RasterSource`:
 
 Reads are *boundless*: a window that extends past the raster is zero-padded and the padded pixels
 are marked invalid. No read ever loads more than the requested window.
+
+Validity: a pixel is invalid when it lies outside the raster, or when ANY band is the declared
+nodata value, masked by the file (per-dataset mask / alpha), or non-finite (NaN, +-inf; float
+bands only, declared nodata or not; a float64 value beyond the float32 range reads as inf and is
+invalid too).
+
+Integrity is checked at open (header only): a missing CRS, complex bands, a GeoTIFF truncated
+inside its header or its pixel blocks, band files of a folder on different CRS/extents all raise
+:class:`RasterInputError` naming the file; a read that fails later (a corrupt block) raises one
+:class:`RasterInputError` naming the file and the window.
 """
 
 from __future__ import annotations
@@ -23,9 +33,17 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+
+from geoemb.inference.checks import (
+    RasterInputError,
+    check_band_dtypes,
+    check_same_grid,
+    check_tiff_blocks,
+    read_error,
+)
 
 __all__ = [
     "DEFAULT_S2_BANDS",
@@ -47,10 +65,6 @@ S2_FILENAME_REGEX = re.compile(
     r"(?:_(?P<resolution>\d+)m)?\.(?P<ext>tif|tiff|jp2|vrt)$",
     re.IGNORECASE,
 )
-
-
-class RasterInputError(ValueError):
-    """An input raster (file or folder) cannot be used; the message names it and says why."""
 
 
 def _as_window(window: Window | tuple[int, int, int, int]) -> Window:
@@ -106,7 +120,8 @@ class RasterSource:
         data : np.ndarray, float32, shape (C, h, w)
             Raw band values; pixels outside the raster are 0.
         valid : np.ndarray, bool, shape (h, w)
-            False outside the raster and where any band is nodata (or masked by the file).
+            False outside the raster and where any band is nodata, masked by the file or
+            non-finite. Invalid pixels keep their raw values in ``data`` (NaN stays NaN).
         """
         win = _as_window(window)
         c0, r0 = int(win.col_off), int(win.row_off)
@@ -154,10 +169,18 @@ class RasterSource:
 
 
 def _open_dataset(path: Path) -> rasterio.DatasetReader:
+    """Open ``path`` and check its header (truncation, dtype); one RasterInputError if bad."""
     try:
-        return rasterio.open(path)
+        ds = rasterio.open(path)
     except RasterioIOError as err:
         raise RasterInputError(f"cannot read raster {path}: {err}") from err
+    try:
+        check_band_dtypes(ds, path)
+        check_tiff_blocks(ds, path)
+    except BaseException:
+        ds.close()
+        raise
+    return ds
 
 
 def _check_crs(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -169,23 +192,30 @@ def _check_crs(ds: rasterio.DatasetReader, path: Path) -> None:
         )
 
 
+def _has_float_bands(ds: rasterio.io.DatasetReaderBase, indexes: Sequence[int]) -> bool:
+    return any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in indexes)
+
+
 def _valid_from_band_masks(
     ds: rasterio.io.DatasetReaderBase,
     indexes: Sequence[int],
     window: Window,
     data: np.ndarray,
+    check_finite: bool = True,
 ) -> np.ndarray:
-    """Validity of each pixel: False if any band is nodata / masked / NaN."""
-    valid = np.ones(data.shape[1:], dtype=bool)
+    """Validity of each pixel: False if any band is nodata / masked / non-finite.
+
+    ``check_finite=False`` skips the NaN/inf test (integer bands cannot hold them).
+    """
+    valid = np.isfinite(data).all(axis=0) if check_finite else np.ones(data.shape[1:], bool)
     use_gdal_mask = False
     for j, bidx in enumerate(indexes):
         flags = ds.mask_flag_enums[bidx - 1]
         nod = ds.nodatavals[bidx - 1]
         if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
             use_gdal_mask = True
-        elif nod is not None:
-            band = data[j]
-            valid &= ~np.isnan(band) if np.isnan(nod) else band != np.float32(nod)
+        elif nod is not None and not np.isnan(nod):
+            valid &= data[j] != np.float32(nod)
     if use_gdal_mask:
         masks = ds.read_masks(list(indexes), window=window)
         valid &= np.all(masks > 0, axis=0)
@@ -225,10 +255,14 @@ class GeoTiffSource(RasterSource):
         if band_names is None:
             band_names = [ds.descriptions[i - 1] or f"band{i}" for i in self.indexes]
         self.band_names = list(band_names)
+        self._finite = _has_float_bands(ds, self.indexes)
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        data = self._ds.read(self.indexes, window=window, out_dtype=np.float32)
-        return data, _valid_from_band_masks(self._ds, self.indexes, window, data)
+        try:
+            data = self._ds.read(self.indexes, window=window, out_dtype=np.float32)
+            return data, _valid_from_band_masks(self._ds, self.indexes, window, data, self._finite)
+        except RasterioError as err:
+            raise read_error(self.path, window, err) from err
 
     def close(self) -> None:
         self._ds.close()
@@ -274,6 +308,8 @@ class Sentinel2FolderSource(RasterSource):
             ref = self._datasets[0]
             self.crs, self.transform = ref.crs, ref.transform
             self.width, self.height = ref.width, ref.height
+            for ds, f in zip(self._datasets, self.files, strict=True):
+                check_same_grid(ds, f, ref, self.files[0])
             for ds in self._datasets:
                 same = (
                     ds.crs == ref.crs
@@ -301,13 +337,17 @@ class Sentinel2FolderSource(RasterSource):
         self.count = len(self.files)
         self.nodata = ref.nodata
         self.profile = dict(ref.profile, count=self.count)
+        self._finite = [_has_float_bands(ds, [1]) for ds in self._datasets]
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         data = np.empty((self.count, int(window.height), int(window.width)), dtype=np.float32)
         valid = np.ones(data.shape[1:], dtype=bool)
         for j, rd in enumerate(self._readers):
-            data[j] = rd.read(1, window=window, out_dtype=np.float32)
-            valid &= _valid_from_band_masks(rd, [1], window, data[j : j + 1])
+            try:
+                data[j] = rd.read(1, window=window, out_dtype=np.float32)
+                valid &= _valid_from_band_masks(rd, [1], window, data[j : j + 1], self._finite[j])
+            except RasterioError as err:
+                raise read_error(self.files[j], window, err) from err
         return data, valid
 
     def close(self) -> None:
