@@ -213,12 +213,34 @@ def test_output_directory_or_file_parent_refused_before_work(tmp_path):
     _refused(p, tmp_path / "scene.tif" / "o.tif", tmp_path, r"scene\.tif.*not a directory")
 
 
+def test_output_onto_a_file_the_input_reads_is_refused(tmp_path):
+    """A VRT input reads its source GeoTIFF: writing onto that source destroys the input too."""
+    tif = write_tif(tmp_path / "data.tif", scene(20, 30))
+    vrt = tmp_path / "scene.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="30" rasterYSize="20"><SRS>EPSG:32750</SRS>'
+        "<GeoTransform>300000,10,0,8000000,0,-10</GeoTransform>"
+        + "".join(
+            f'<VRTRasterBand dataType="UInt16" band="{b}"><SimpleSource>'
+            '<SourceFilename relativeToVRT="1">data.tif</SourceFilename>'
+            f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+            for b in range(1, 7)
+        )
+        + "</VRTDataset>"
+    )
+    before = tif.read_bytes()
+    _refused(vrt, tif, tmp_path, r"data\.tif.*input")
+    assert tif.read_bytes() == before
+
+
 def test_check_output_without_opening_the_source(tmp_path):
     from geoemb.inference import check_output
 
     p = write_tif(tmp_path / "scene.tif", scene(10, 10))
     with pytest.raises(OutputError, match="input"):
         check_output(tmp_path / "." / "scene.tif", p)
+    with pytest.raises(OutputError, match="names a directory"):
+        check_output(f"{tmp_path}/results/", p)
     assert check_output(tmp_path / "new" / "o.tif", p) == (tmp_path / "new" / "o.tif").resolve()
 
 

@@ -431,3 +431,21 @@ def test_peak_memory_does_not_grow_with_scene(tmp_path):
     # 16x more pixels, (nearly) the same peak: bounded by tiles x batch + one stripe buffer
     assert large < 1.25 * small + 2**20, (small, large)
     assert large < 16 * 2**20
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (5, 7), (2, 300), (37, 45), (600, 520)])
+def test_overview_factors_for_tiny_scenes(tmp_path, h, w):
+    """GDAL refuses overview levels that do not shrink (a 5x7 scene at 16x); they are dropped."""
+    from geoemb.inference.writer import build_overviews, usable_overview_factors
+
+    p = write_tif(tmp_path / "c.tif", np.zeros((1, h, w), dtype=np.uint8))
+    kept = usable_overview_factors(w, h, (2, 4, 8, 16))
+    build_overviews(p, (16, 2, 8, 4))
+    with rasterio.open(p) as ds:
+        sizes = [(ds.width, ds.height)]
+        for f in kept:
+            sizes.append((-(-w // f), -(-h // f)))
+        assert len(ds.overviews(1)) == len(kept)
+    assert all(a[0] > b[0] or a[1] > b[1] for a, b in zip(sizes, sizes[1:]))
+    if min(h, w) >= 16:
+        assert kept == [2, 4, 8, 16]

@@ -3,10 +3,11 @@
 Rules of :func:`check_output` (all resolved through symlinks, ``..``, ``./`` and relative paths;
 hard links are caught by comparing inodes):
 
-1. the output must not be an existing directory;
+1. the output must not be an existing directory (nor end with a path separator);
 2. the output's folder must be creatable: no existing ancestor may be a file, and the nearest
    existing ancestor must be writable;
-3. the output must not be the input file;
+3. the output must not be the input file, nor any other file GDAL reads for it (sidecars such
+   as ``.aux.xml``/``.ovr``/``.msk``, the sources of a VRT);
 4. for a Sentinel-2 band-folder input, the output must not be any band file of the folder, nor a
    file inside the folder with a Sentinel-2 band-file name (the next run on that folder would read
    it as a band, or refuse the folder for holding two files of one band). Other names inside the
@@ -18,8 +19,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import rasterio
+from rasterio.errors import RasterioError
+
 from geoemb.errors import OutputError
-from geoemb.inference.reader import S2_FILENAME_REGEX, RasterSource
+from geoemb.inference.reader import RasterSource
+from geoemb.inference.s2names import S2_FILENAME_REGEX
 
 __all__ = ["check_output"]
 
@@ -36,14 +41,18 @@ def _same_file(a: Path, b: Path) -> bool:
 def _inputs(source: RasterSource | str | os.PathLike) -> tuple[list[Path], Path | None]:
     """(input files, band folder or None) of an opened source or a path."""
     if isinstance(source, RasterSource):
-        files = getattr(source, "files", None)
-        folder = source.path if files is not None else None
-        return [Path(f) for f in files] if files is not None else [Path(source.path)], folder
+        path = Path(source.path)
+        files = [path, *getattr(source, "input_files", [])]
+        return files, path if path.is_dir() else None
     path = Path(source)
     if path.is_dir():
         files = [f for f in path.rglob("*") if S2_FILENAME_REGEX.match(f.name) and f.is_file()]
         return files, path
-    return [path], None
+    try:  # GDAL's file list: the raster, its sidecars, the sources of a VRT
+        with rasterio.open(path) as ds:
+            return [path, *(Path(f) for f in ds.files)], None
+    except (RasterioError, OSError):  # unreadable: open_source reports it
+        return [path], None
 
 
 def check_output(output: str | os.PathLike, source: RasterSource | str | os.PathLike) -> Path:
@@ -69,10 +78,10 @@ def check_output(output: str | os.PathLike, source: RasterSource | str | os.Path
         Naming the output, the input it collides with, and what to do instead.
     """
     out = Path(output)
-    if out.is_dir():
+    if str(output).endswith(("/", os.sep)) or out.is_dir():
+        what = "is an existing directory" if out.is_dir() else "names a directory"
         raise OutputError(
-            f"output {output} is an existing directory; give a file path such as "
-            f"{out / 'prediction.tif'}"
+            f"output {output} {what}; give a file path such as {out / 'prediction.tif'}"
         )
     anc = out.parent
     while not anc.exists() and anc != anc.parent:

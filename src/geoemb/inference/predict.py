@@ -48,7 +48,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoemb.inference.checks import AllNodataWarning, PredictionError, RasterInputError
+from geoemb.inference.checks import AllNodataWarning, check_model_output, check_source
 from geoemb.inference.merge import MERGE_METHODS, RowBandMerger
 from geoemb.inference.output import check_output
 from geoemb.inference.reader import RasterSource, open_source
@@ -241,16 +241,7 @@ def predict_raster(
         src = open_source(source) if own_source else source
         try:
             check_output(output_path, src)
-            if src.width < 1 or src.height < 1 or src.count < 1:
-                raise RasterInputError(
-                    f"{src.path} has size {src.width}x{src.height} with {src.count} bands; "
-                    "nothing to predict"
-                )
-            if in_channels is not None and src.count != in_channels:
-                raise RasterInputError(
-                    f"{src.path} has {src.count} band(s) {src.band_names} but the model expects "
-                    f"{in_channels}"
-                )
+            check_source(src, in_channels)
             out = _predict(
                 src,
                 predict_fn,
@@ -332,22 +323,6 @@ def _predict(
                 np.copyto(data[k], 0.0, where=~valid[k])
         return data, valid, time.perf_counter() - t0
 
-    def check_finite(y: torch.Tensor, valid: np.ndarray, kept: list[_Tile]) -> torch.Tensor:
-        """Raise if ``y`` (B, K, T, T) is non-finite on a valid pixel; zero it elsewhere."""
-        fin = torch.isfinite(y)
-        if bool(fin.all()):
-            return y
-        bad = (~fin.all(dim=1)).cpu().numpy() & valid
-        if bad.any():
-            k = int(np.flatnonzero(bad.reshape(len(kept), -1).any(axis=1))[0])
-            raise PredictionError(
-                f"predict_fn returned non-finite values (NaN/inf) at {int(bad.sum())} valid "
-                f"pixel(s) of {src.path}, first in the tile at row {kept[k].row}, col "
-                f"{kept[k].col} (size {T}); the input there is finite, so the model or its "
-                "preprocessing produced them"
-            )
-        return torch.where(fin, y, torch.zeros((), dtype=y.dtype, device=y.device))
-
     def run_model(
         x: np.ndarray, valid: np.ndarray, kept: list[_Tile]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -369,7 +344,7 @@ def _predict(
                 f"predict_fn must return a tensor of shape (B, num_classes, h, w) = "
                 f"{(x.shape[0], num_classes, T, T)}, got {got}"
             )
-        y = check_finite(y.float(), valid, kept)
+        y = check_model_output(y.float(), valid, [(t.row, t.col) for t in kept], src.path)
         if num_classes == 1 and activation == "sigmoid":
             y = torch.sigmoid(y)
         classes = None

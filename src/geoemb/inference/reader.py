@@ -24,7 +24,6 @@ inside its header or its pixel blocks, band files of a folder on different CRS/e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from geoemb.inference.checks import (
     check_tiff_blocks,
     read_error,
 )
+from geoemb.inference.s2names import DEFAULT_S2_BANDS, S2_FILENAME_REGEX, find_s2_band_files
 
 __all__ = [
     "DEFAULT_S2_BANDS",
@@ -54,17 +54,6 @@ __all__ = [
     "Sentinel2FolderSource",
     "open_source",
 ]
-
-#: Bands of the Earth Surface Water dataset, in its order (reference/earth_surface_water.md §2).
-DEFAULT_S2_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11", "B12")
-
-#: torchgeo ``Sentinel2.filename_regex`` (§3.5), widened to accept any ``_<res>m`` suffix and
-#: restricted to raster extensions so ``.aux.xml``/``.ovr`` sidecars are never picked up.
-S2_FILENAME_REGEX = re.compile(
-    r"^T(?P<tile>\d{2}[A-Z]{3})_(?P<date>\d{8}T\d{6})_(?P<band>B[018][\dA])"
-    r"(?:_(?P<resolution>\d+)m)?\.(?P<ext>tif|tiff|jp2|vrt)$",
-    re.IGNORECASE,
-)
 
 
 def _as_window(window: Window | tuple[int, int, int, int]) -> Window:
@@ -87,6 +76,9 @@ class RasterSource:
         ``None``); ``profile`` is a rasterio profile of the stacked input.
     band_names : list[str]
         One name per band.
+    input_files : list[Path]
+        Every file the source reads (GDAL's file list: the raster, its sidecars, VRT sources;
+        all band files of a folder), so an output can be refused when it is one of them.
 
     Notes
     -----
@@ -103,6 +95,7 @@ class RasterSource:
     nodata: float | None
     profile: dict[str, Any]
     band_names: list[str]
+    input_files: list[Path]
 
     # -- public API -------------------------------------------------------------------------
     def read_with_mask(
@@ -255,6 +248,7 @@ class GeoTiffSource(RasterSource):
         if band_names is None:
             band_names = [ds.descriptions[i - 1] or f"band{i}" for i in self.indexes]
         self.band_names = list(band_names)
+        self.input_files = [Path(f) for f in ds.files]
         self._finite = _has_float_bands(ds, self.indexes)
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -338,6 +332,7 @@ class Sentinel2FolderSource(RasterSource):
         self.nodata = ref.nodata
         self.profile = dict(ref.profile, count=self.count)
         self._finite = [_has_float_bands(ds, [1]) for ds in self._datasets]
+        self.input_files = [Path(f) for ds in self._datasets for f in ds.files]
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         data = np.empty((self.count, int(window.height), int(window.width)), dtype=np.float32)
@@ -356,44 +351,6 @@ class Sentinel2FolderSource(RasterSource):
                 rd.close()
         for ds in self._datasets:
             ds.close()
-
-
-def _find_s2_band_files(folder: Path, bands: Sequence[str]) -> list[Path]:
-    """Map each requested band to exactly one file in ``folder`` (torchgeo Sentinel2 naming)."""
-    found: dict[str, list[tuple[re.Match[str], Path]]] = {}
-    for f in sorted(folder.rglob("*")):
-        if not f.is_file():
-            continue
-        m = S2_FILENAME_REGEX.match(f.name)
-        if m:
-            found.setdefault(m["band"].upper(), []).append((m, f))
-    if not found:
-        raise RasterInputError(
-            f"{folder} contains no Sentinel-2 band files; expected names like "
-            "'T23KPQ_20230815T130251_B02_10m.tif' (torchgeo Sentinel2 naming) or pass a "
-            "multi-band GeoTIFF instead"
-        )
-    missing = [b for b in bands if b.upper() not in found]
-    if missing:
-        raise RasterInputError(
-            f"{folder} is missing Sentinel-2 band file(s) for {missing}; found bands "
-            f"{sorted(found)} (expected names like 'T23KPQ_20230815T130251_<band>_10m.tif')"
-        )
-    files = []
-    for b in bands:
-        cands = found[b.upper()]
-        if len(cands) > 1:
-            # Several resolutions of one scene: prefer the finest one.
-            scenes = {(m["tile"], m["date"]) for m, _ in cands}
-            if len(scenes) == 1:
-                cands = sorted(cands, key=lambda mf: int(mf[0]["resolution"] or 10))[:1]
-        if len(cands) > 1:
-            raise RasterInputError(
-                f"{folder} holds several files for band {b}: {[str(f) for _, f in cands]}; "
-                "put one scene (tile/date) per folder"
-            )
-        files.append(cands[0][1])
-    return files
 
 
 def open_source(
@@ -437,7 +394,7 @@ def open_source(
     rs = Resampling[resampling] if isinstance(resampling, str) else Resampling(resampling)
     if path.is_dir():
         band_list = list(bands) if bands is not None else list(DEFAULT_S2_BANDS)
-        files = _find_s2_band_files(path, band_list)
+        files = find_s2_band_files(path, band_list)
         src: RasterSource = Sentinel2FolderSource(path, files, band_list, resampling=rs)
     else:
         indexes = None
