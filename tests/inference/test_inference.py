@@ -21,73 +21,14 @@ from geoemb.inference import (
     recommended_stride,
     tile_grid,
 )
-
-CRS = "EPSG:32750"  # southern-hemisphere UTM, as the ESW validation scenes
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def write_tif(path: Path, data: np.ndarray, res: float = 10.0, nodata=None, crs=CRS) -> Path:
-    c, h, w = data.shape
-    prof = dict(
-        driver="GTiff",
-        dtype=data.dtype.name,
-        count=c,
-        width=w,
-        height=h,
-        crs=crs,
-        transform=from_origin(300000.0, 8000000.0, res, res),
-        nodata=nodata,
-    )
-    with rasterio.open(path, "w", **prof) as dst:
-        dst.write(data)
-    return path
-
-
-def scene(h: int, w: int, c: int = 6, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(200, 4000, size=(c, h, w))
-    # smooth structure so classes are spatially coherent (not only noise)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base[0] += (3000 * (np.sin(xx / 17.0) * np.cos(yy / 11.0) > 0.3)).astype(np.int64)
-    return base.astype(np.uint16)
-
-
-class ConvNet(torch.nn.Module):
-    """3 stacked 3x3 convs, zero padding: receptive-field radius 3."""
-
-    def __init__(self, c_in: int = 6, k: int = 3, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        chans = [c_in, 8, 8, k]
-        self.convs = torch.nn.ModuleList(
-            torch.nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:], strict=True)
-        )
-        for m in self.convs:
-            torch.nn.init.normal_(m.weight, std=0.5, generator=g)
-            torch.nn.init.normal_(m.bias, std=0.1, generator=g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x / 4000.0 - 0.5
-        for n, m in enumerate(self.convs):
-            x = m(x)
-            if n < len(self.convs) - 1:
-                x = torch.relu(x)
-        return x
-
-
-def single_pass(net: torch.nn.Module, data: np.ndarray, tile: int) -> torch.Tensor:
-    """Oracle: the net on the whole scene at once, zero-padded to >= one tile (bottom/right)."""
-    c, h, w = data.shape
-    x = np.zeros((c, max(h, tile), max(w, tile)), dtype=np.float32)
-    x[:, :h, :w] = data
-    with torch.no_grad():
-        y = net(torch.from_numpy(x)[None])[0, :, :h, :w]
-    return y  # logits
-
-
-def read_out(path: Path) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as ds:
-        return ds.read(), dict(ds.profile, overviews=ds.overviews(1), scales=ds.scales)
+from tests.inference.inference_helpers import (
+    CRS,
+    ConvNet,
+    read_out,
+    scene,
+    single_pass,
+    write_tif,
+)
 
 
 # -- tiling ---------------------------------------------------------------------------------------
@@ -490,3 +431,21 @@ def test_peak_memory_does_not_grow_with_scene(tmp_path):
     # 16x more pixels, (nearly) the same peak: bounded by tiles x batch + one stripe buffer
     assert large < 1.25 * small + 2**20, (small, large)
     assert large < 16 * 2**20
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (5, 7), (2, 300), (37, 45), (600, 520)])
+def test_overview_factors_for_tiny_scenes(tmp_path, h, w):
+    """GDAL refuses overview levels that do not shrink (a 5x7 scene at 16x); they are dropped."""
+    from geoemb.inference.writer import build_overviews, usable_overview_factors
+
+    p = write_tif(tmp_path / "c.tif", np.zeros((1, h, w), dtype=np.uint8))
+    kept = usable_overview_factors(w, h, (2, 4, 8, 16))
+    build_overviews(p, (16, 2, 8, 4))
+    with rasterio.open(p) as ds:
+        sizes = [(ds.width, ds.height)]
+        for f in kept:
+            sizes.append((-(-w // f), -(-h // f)))
+        assert len(ds.overviews(1)) == len(kept)
+    assert all(a[0] > b[0] or a[1] > b[1] for a, b in zip(sizes, sizes[1:]))
+    if min(h, w) >= 16:
+        assert kept == [2, 4, 8, 16]

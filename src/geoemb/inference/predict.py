@@ -19,12 +19,24 @@ predicted once per stripe, a small recompute). For a 10980-pixel-wide Sentinel-2
 defaults (512/448, class map only) the merge + writer buffers take about 21 MB (86 MB with
 ``merge="cosine"`` and K=2), the chips 2 x 8 x 6 x 512^2 x 4 B = 100 MB, and nothing grows with the
 scene height; the width enters only up to the ``max_buffer_mb`` cap.
+
+Invalid pixels
+--------------
+A pixel is invalid when it is outside the scene or when any band is nodata, masked or non-finite
+(:mod:`geoemb.inference.reader`). Every invalid pixel reaches ``predict_fn`` as 0 in all bands, the
+value of the zero padding beyond the scene edge, whatever made it invalid (a NaN, a declared nodata
+of -9999, ...): NaN never reaches the model, and an invalid pixel influences its valid neighbours
+exactly as much as a pixel outside the scene does. Invalid pixels are nodata in every output band;
+tiles with no valid pixel are not predicted. A scene with no valid pixel at all gives an all-nodata
+output and an :class:`~geoemb.inference.checks.AllNodataWarning`. Non-finite model outputs on valid
+pixels raise :class:`~geoemb.inference.checks.PredictionError`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +48,9 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from geoemb.inference.checks import AllNodataWarning, check_model_output, check_source
 from geoemb.inference.merge import MERGE_METHODS, RowBandMerger
+from geoemb.inference.output import check_output
 from geoemb.inference.reader import RasterSource, open_source
 from geoemb.inference.tiling import axis_starts
 from geoemb.inference.writer import ClassMapWriter, build_overviews, class_dtype, output_profile
@@ -133,6 +147,7 @@ def predict_raster(
     gdal_cache_mb: int = 256,
     prefetch: bool = True,
     stats: dict[str, float] | None = None,
+    in_channels: int | None = None,
 ) -> Path:
     """Predict a class map for a whole scene, streaming tiles through ``predict_fn``.
 
@@ -180,17 +195,34 @@ def predict_raster(
         Filled with timings in seconds (``read_s``, ``model_s``, ``merge_s``, ``write_s``,
         ``overview_s``, ``total_s``) and counts (``tiles``, ``tiles_skipped``, ``stripes``,
         ``buffer_mb``).
+    in_channels : int, optional
+        Bands the model expects; checked against the source before any model work.
 
     Returns
     -------
     Path
         ``output_path``. Band 1: class map (uint8, uint16 if ``K > 255``), nodata = dtype max
-        where any input band is nodata. Same CRS, transform, width and height as the input.
+        where the input pixel is invalid (outside, nodata, masked or non-finite in any band).
+        Same CRS, transform, width and height as the input.
 
     Raises
     ------
     ValueError
         Bad arguments, or ``predict_fn`` returning the wrong shape.
+    OutputError
+        ``output_path`` is the input (or one of a band folder's files), an existing directory,
+        or cannot be created (:func:`~geoemb.inference.output.check_output`); raised before any
+        model work.
+    RasterInputError
+        Unreadable, truncated or corrupt input (naming the file, and the window for a read that
+        fails mid-run), empty scene, or a band count other than ``in_channels``.
+    PredictionError
+        ``predict_fn`` returned NaN/inf on valid pixels.
+
+    Warns
+    -----
+    AllNodataWarning
+        No pixel of the scene is valid.
     """
     if merge not in MERGE_METHODS:
         raise ValueError(f"merge must be one of {MERGE_METHODS}, got {merge!r}")
@@ -208,6 +240,8 @@ def predict_raster(
     with env:
         src = open_source(source) if own_source else source
         try:
+            check_output(output_path, src)
+            check_source(src, in_channels)
             out = _predict(
                 src,
                 predict_fn,
@@ -285,9 +319,13 @@ def _predict(
         valid = np.empty((len(batch), T, T), dtype=bool)
         for k, t in enumerate(batch):
             data[k], valid[k] = src.read_with_mask(Window(t.col, t.row, T, T))
+            if not valid[k].all():  # invalid pixels reach the model as 0, as the edge padding
+                np.copyto(data[k], 0.0, where=~valid[k])
         return data, valid, time.perf_counter() - t0
 
-    def run_model(x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def run_model(
+        x: np.ndarray, valid: np.ndarray, kept: list[_Tile]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         xt = torch.from_numpy(x).to(device)
         y = predict_fn(xt)
         if (
@@ -306,7 +344,7 @@ def _predict(
                 f"predict_fn must return a tensor of shape (B, num_classes, h, w) = "
                 f"{(x.shape[0], num_classes, T, T)}, got {got}"
             )
-        y = y.float()
+        y = check_model_output(y.float(), valid, [(t.row, t.col) for t in kept], src.path)
         if num_classes == 1 and activation == "sigmoid":
             y = torch.sigmoid(y)
         classes = None
@@ -362,8 +400,12 @@ def _predict(
                     classes = probs = None
                     if keep.any():
                         t0 = time.perf_counter()
+                        kept = [t for t, k in zip(batch, keep, strict=True) if k]
                         with torch.inference_mode():
-                            classes, probs = run_model(data[keep] if not keep.all() else data)
+                            if keep.all():
+                                classes, probs = run_model(data, valid, kept)
+                            else:
+                                classes, probs = run_model(data[keep], valid[keep], kept)
                         timing["model_s"] += time.perf_counter() - t0
                     del data
 
@@ -411,6 +453,14 @@ def _predict(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    if counts["tiles"] and counts["tiles_skipped"] == counts["tiles"]:
+        warnings.warn(
+            AllNodataWarning(
+                f"{src.path}: every pixel is nodata, masked or non-finite; {output_path} was "
+                "written all nodata (no tile was predicted)"
+            ),
+            stacklevel=3,
+        )
     if stats is not None:
         stats.update(timing)
         stats.update({k: float(v) for k, v in counts.items()})

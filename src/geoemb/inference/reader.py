@@ -10,11 +10,20 @@ Two kinds of input are supported, both exposed through :class:`RasterSource`:
 
 Reads are *boundless*: a window that extends past the raster is zero-padded and the padded pixels
 are marked invalid. No read ever loads more than the requested window.
+
+Validity: a pixel is invalid when it lies outside the raster, or when ANY band is the declared
+nodata value, masked by the file (per-dataset mask / alpha), or non-finite (NaN, +-inf; float
+bands only, declared nodata or not; a float64 value beyond the float32 range reads as inf and is
+invalid too).
+
+Integrity is checked at open (header only): a missing CRS, complex bands, a GeoTIFF truncated
+inside its header or its pixel blocks, band files of a folder on different CRS/extents all raise
+:class:`RasterInputError` naming the file; a read that fails later (a corrupt block) raises one
+:class:`RasterInputError` naming the file and the window.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +32,18 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+
+from geoemb.inference.checks import (
+    RasterInputError,
+    check_band_dtypes,
+    check_same_grid,
+    check_tiff_blocks,
+    read_error,
+)
+from geoemb.inference.s2names import DEFAULT_S2_BANDS, S2_FILENAME_REGEX, find_s2_band_files
 
 __all__ = [
     "DEFAULT_S2_BANDS",
@@ -36,21 +54,6 @@ __all__ = [
     "Sentinel2FolderSource",
     "open_source",
 ]
-
-#: Bands of the Earth Surface Water dataset, in its order (reference/earth_surface_water.md §2).
-DEFAULT_S2_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11", "B12")
-
-#: torchgeo ``Sentinel2.filename_regex`` (§3.5), widened to accept any ``_<res>m`` suffix and
-#: restricted to raster extensions so ``.aux.xml``/``.ovr`` sidecars are never picked up.
-S2_FILENAME_REGEX = re.compile(
-    r"^T(?P<tile>\d{2}[A-Z]{3})_(?P<date>\d{8}T\d{6})_(?P<band>B[018][\dA])"
-    r"(?:_(?P<resolution>\d+)m)?\.(?P<ext>tif|tiff|jp2|vrt)$",
-    re.IGNORECASE,
-)
-
-
-class RasterInputError(ValueError):
-    """An input raster (file or folder) cannot be used; the message names it and says why."""
 
 
 def _as_window(window: Window | tuple[int, int, int, int]) -> Window:
@@ -73,6 +76,9 @@ class RasterSource:
         ``None``); ``profile`` is a rasterio profile of the stacked input.
     band_names : list[str]
         One name per band.
+    input_files : list[Path]
+        Every file the source reads (GDAL's file list: the raster, its sidecars, VRT sources;
+        all band files of a folder), so an output can be refused when it is one of them.
 
     Notes
     -----
@@ -89,6 +95,7 @@ class RasterSource:
     nodata: float | None
     profile: dict[str, Any]
     band_names: list[str]
+    input_files: list[Path]
 
     # -- public API -------------------------------------------------------------------------
     def read_with_mask(
@@ -106,7 +113,8 @@ class RasterSource:
         data : np.ndarray, float32, shape (C, h, w)
             Raw band values; pixels outside the raster are 0.
         valid : np.ndarray, bool, shape (h, w)
-            False outside the raster and where any band is nodata (or masked by the file).
+            False outside the raster and where any band is nodata, masked by the file or
+            non-finite. Invalid pixels keep their raw values in ``data`` (NaN stays NaN).
         """
         win = _as_window(window)
         c0, r0 = int(win.col_off), int(win.row_off)
@@ -154,10 +162,18 @@ class RasterSource:
 
 
 def _open_dataset(path: Path) -> rasterio.DatasetReader:
+    """Open ``path`` and check its header (truncation, dtype); one RasterInputError if bad."""
     try:
-        return rasterio.open(path)
+        ds = rasterio.open(path)
     except RasterioIOError as err:
         raise RasterInputError(f"cannot read raster {path}: {err}") from err
+    try:
+        check_band_dtypes(ds, path)
+        check_tiff_blocks(ds, path)
+    except BaseException:
+        ds.close()
+        raise
+    return ds
 
 
 def _check_crs(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -169,23 +185,30 @@ def _check_crs(ds: rasterio.DatasetReader, path: Path) -> None:
         )
 
 
+def _has_float_bands(ds: rasterio.io.DatasetReaderBase, indexes: Sequence[int]) -> bool:
+    return any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in indexes)
+
+
 def _valid_from_band_masks(
     ds: rasterio.io.DatasetReaderBase,
     indexes: Sequence[int],
     window: Window,
     data: np.ndarray,
+    check_finite: bool = True,
 ) -> np.ndarray:
-    """Validity of each pixel: False if any band is nodata / masked / NaN."""
-    valid = np.ones(data.shape[1:], dtype=bool)
+    """Validity of each pixel: False if any band is nodata / masked / non-finite.
+
+    ``check_finite=False`` skips the NaN/inf test (integer bands cannot hold them).
+    """
+    valid = np.isfinite(data).all(axis=0) if check_finite else np.ones(data.shape[1:], bool)
     use_gdal_mask = False
     for j, bidx in enumerate(indexes):
         flags = ds.mask_flag_enums[bidx - 1]
         nod = ds.nodatavals[bidx - 1]
         if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
             use_gdal_mask = True
-        elif nod is not None:
-            band = data[j]
-            valid &= ~np.isnan(band) if np.isnan(nod) else band != np.float32(nod)
+        elif nod is not None and not np.isnan(nod):
+            valid &= data[j] != np.float32(nod)
     if use_gdal_mask:
         masks = ds.read_masks(list(indexes), window=window)
         valid &= np.all(masks > 0, axis=0)
@@ -225,10 +248,15 @@ class GeoTiffSource(RasterSource):
         if band_names is None:
             band_names = [ds.descriptions[i - 1] or f"band{i}" for i in self.indexes]
         self.band_names = list(band_names)
+        self.input_files = [Path(f) for f in ds.files]
+        self._finite = _has_float_bands(ds, self.indexes)
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        data = self._ds.read(self.indexes, window=window, out_dtype=np.float32)
-        return data, _valid_from_band_masks(self._ds, self.indexes, window, data)
+        try:
+            data = self._ds.read(self.indexes, window=window, out_dtype=np.float32)
+            return data, _valid_from_band_masks(self._ds, self.indexes, window, data, self._finite)
+        except RasterioError as err:
+            raise read_error(self.path, window, err) from err
 
     def close(self) -> None:
         self._ds.close()
@@ -274,6 +302,8 @@ class Sentinel2FolderSource(RasterSource):
             ref = self._datasets[0]
             self.crs, self.transform = ref.crs, ref.transform
             self.width, self.height = ref.width, ref.height
+            for ds, f in zip(self._datasets, self.files, strict=True):
+                check_same_grid(ds, f, ref, self.files[0])
             for ds in self._datasets:
                 same = (
                     ds.crs == ref.crs
@@ -301,13 +331,18 @@ class Sentinel2FolderSource(RasterSource):
         self.count = len(self.files)
         self.nodata = ref.nodata
         self.profile = dict(ref.profile, count=self.count)
+        self._finite = [_has_float_bands(ds, [1]) for ds in self._datasets]
+        self.input_files = [Path(f) for ds in self._datasets for f in ds.files]
 
     def _read_inside(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         data = np.empty((self.count, int(window.height), int(window.width)), dtype=np.float32)
         valid = np.ones(data.shape[1:], dtype=bool)
         for j, rd in enumerate(self._readers):
-            data[j] = rd.read(1, window=window, out_dtype=np.float32)
-            valid &= _valid_from_band_masks(rd, [1], window, data[j : j + 1])
+            try:
+                data[j] = rd.read(1, window=window, out_dtype=np.float32)
+                valid &= _valid_from_band_masks(rd, [1], window, data[j : j + 1], self._finite[j])
+            except RasterioError as err:
+                raise read_error(self.files[j], window, err) from err
         return data, valid
 
     def close(self) -> None:
@@ -316,44 +351,6 @@ class Sentinel2FolderSource(RasterSource):
                 rd.close()
         for ds in self._datasets:
             ds.close()
-
-
-def _find_s2_band_files(folder: Path, bands: Sequence[str]) -> list[Path]:
-    """Map each requested band to exactly one file in ``folder`` (torchgeo Sentinel2 naming)."""
-    found: dict[str, list[tuple[re.Match[str], Path]]] = {}
-    for f in sorted(folder.rglob("*")):
-        if not f.is_file():
-            continue
-        m = S2_FILENAME_REGEX.match(f.name)
-        if m:
-            found.setdefault(m["band"].upper(), []).append((m, f))
-    if not found:
-        raise RasterInputError(
-            f"{folder} contains no Sentinel-2 band files; expected names like "
-            "'T23KPQ_20230815T130251_B02_10m.tif' (torchgeo Sentinel2 naming) or pass a "
-            "multi-band GeoTIFF instead"
-        )
-    missing = [b for b in bands if b.upper() not in found]
-    if missing:
-        raise RasterInputError(
-            f"{folder} is missing Sentinel-2 band file(s) for {missing}; found bands "
-            f"{sorted(found)} (expected names like 'T23KPQ_20230815T130251_<band>_10m.tif')"
-        )
-    files = []
-    for b in bands:
-        cands = found[b.upper()]
-        if len(cands) > 1:
-            # Several resolutions of one scene: prefer the finest one.
-            scenes = {(m["tile"], m["date"]) for m, _ in cands}
-            if len(scenes) == 1:
-                cands = sorted(cands, key=lambda mf: int(mf[0]["resolution"] or 10))[:1]
-        if len(cands) > 1:
-            raise RasterInputError(
-                f"{folder} holds several files for band {b}: {[str(f) for _, f in cands]}; "
-                "put one scene (tile/date) per folder"
-            )
-        files.append(cands[0][1])
-    return files
 
 
 def open_source(
@@ -397,7 +394,7 @@ def open_source(
     rs = Resampling[resampling] if isinstance(resampling, str) else Resampling(resampling)
     if path.is_dir():
         band_list = list(bands) if bands is not None else list(DEFAULT_S2_BANDS)
-        files = _find_s2_band_files(path, band_list)
+        files = find_s2_band_files(path, band_list)
         src: RasterSource = Sentinel2FolderSource(path, files, band_list, resampling=rs)
     else:
         indexes = None

@@ -17,7 +17,13 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-__all__ = ["ClassMapWriter", "class_dtype", "output_profile"]
+__all__ = [
+    "ClassMapWriter",
+    "build_overviews",
+    "class_dtype",
+    "output_profile",
+    "usable_overview_factors",
+]
 
 
 def class_dtype(num_classes: int) -> np.dtype:
@@ -142,11 +148,34 @@ class ClassMapWriter:
         self._pending_rows = rest.shape[1]
 
 
+def usable_overview_factors(width: int, height: int, factors: Sequence[int]) -> list[int]:
+    """The factors whose overview is smaller than the previous level (GDAL refuses the rest).
+
+    GDAL sizes an overview ``ceil(width / f) x ceil(height / f)``; once a level is as small as
+    the previous one (e.g. 1x1 for a tiny scene), further factors add nothing and GDAL raises
+    "Too many overviews levels". A 512^2+ scene keeps all of ``[2, 4, 8, 16]``.
+    """
+    kept: list[int] = []
+    prev = (width, height)
+    for f in sorted({int(f) for f in factors}):
+        size = (-(-width // f), -(-height // f))
+        if size[0] < prev[0] or size[1] < prev[1]:
+            kept.append(f)
+            prev = size
+    return kept
+
+
 def build_overviews(path: Path, factors: Sequence[int]) -> None:
-    """Build internal nearest-neighbour overviews (the ESW tutorial's ``[2, 4, 8, 16]``)."""
-    factors = [int(f) for f in factors]
+    """Build internal nearest-neighbour overviews (the ESW tutorial's ``[2, 4, 8, 16]``).
+
+    Factors that would not shrink the previous level are dropped
+    (:func:`usable_overview_factors`), so scenes smaller than 16 px work.
+    """
     if not factors:
         return
     with rasterio.open(path, "r+") as dst:
+        factors = usable_overview_factors(dst.width, dst.height, factors)
+        if not factors:
+            return
         dst.build_overviews(factors, Resampling.nearest)
         dst.update_tags(ns="rio_overview", resampling="nearest")
