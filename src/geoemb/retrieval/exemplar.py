@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from geoemb.compression.bitpack import pack_bits, unpack_bits
+from geoemb.errors import InputError
 from geoemb.retrieval.hamming import check_codes, hamming_numpy, invert_codes, to_words
 from geoemb.utils.geoparquet import write_geoparquet
 
@@ -177,16 +178,22 @@ def resolve_exemplars(store: Any, points: Sequence[Sequence[float]] = (),
     also outside the ROI) and/or row ids."""
     codes, out_ids = [], []
     for lon, lat in points:
-        row = store.lookup_point(float(lon), float(lat))
+        lon, lat = float(lon), float(lat)
+        if not (np.isfinite(lon) and np.isfinite(lat)):
+            raise InputError(f"exemplar point ({lon}, {lat}): coordinates must be finite")
+        row = store.lookup_point(lon, lat)
         if row.num_rows == 0:
-            raise ValueError(f"exemplar point ({lon}, {lat}): no corpus row covers this location")
+            raise InputError(
+                f"exemplar point ({lon}, {lat}): no row of the corpus {store.root} covers this "
+                "location (exemplars must be corpus rows; pick a point inside a row's footprint)"
+            )
         codes.append(store.codes(row))
         out_ids.append(int(row["id"][0].as_py()))
     if len(ids):
         rows = store.lookup_ids(ids)
         missing = set(map(int, ids)) - set(rows["id"].to_pylist())
         if missing:
-            raise ValueError(f"exemplar ids not in corpus: {sorted(missing)}")
+            raise InputError(f"exemplar ids not in the corpus {store.root}: {sorted(missing)}")
         codes.append(store.codes(rows))
         out_ids.extend(rows["id"].to_pylist())
     nb = store.code_bytes
