@@ -173,7 +173,9 @@ def test_builder_interrupted_resumes_without_corrupt_shards(tmp_path):
     assert t["id"].to_pylist() == list(range(300))
     np.testing.assert_array_equal(store.codes(t), data["code"])
     assert store.manifest["rows"].to_numpy().sum() == 300
-    with pytest.raises(ResumeMismatchError, match="different configuration(.|\n)*geohash_precision: 1"):
+    with pytest.raises(
+        ResumeMismatchError, match="different configuration(.|\n)*geohash_precision: 1"
+    ):
         CorpusBuilder(tmp_path, dim=DIM, geohash_precision=2)
 
 
