@@ -17,7 +17,7 @@ import abc
 
 import numpy as np
 
-from geoemb.errors import GeoembError
+from geoemb.errors import GeoembError, InputError
 
 
 class NotFittedError(RuntimeError):
@@ -62,7 +62,7 @@ class Compressor(abc.ABC):
                 f"{self.name}: X_train must have at least one row, got shape {X.shape}"
             )
         if not np.all(np.isfinite(X)):
-            raise ValueError(f"{self.name}: X_train contains NaN or inf values")
+            raise InputError(f"{self.name}: X_train contains NaN or inf values")
         self.check_feasible(X.shape[0], X.shape[1])
         self.dim = int(X.shape[1])
         self._fit(X)
@@ -82,7 +82,14 @@ class Compressor(abc.ABC):
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Encode ``X (N, D)`` into codes (``(N, code_width)``, dtype per compressor)."""
         self._check_fitted("encode")
-        return self._encode(self._as_2d(X, "X"))
+        X = self._as_2d(X, "X")
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():  # NaN would become an arbitrary code (int8: clip(NaN) -> 0), silently
+            raise InputError(
+                f"{self.name}: X has NaN/inf values (first: row {int(np.flatnonzero(bad)[0])}); "
+                "non-finite embeddings cannot be encoded"
+            )
+        return self._encode(X)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Decode codes into ``(N, D)`` float32 reconstructions in the input space."""

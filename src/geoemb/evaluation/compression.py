@@ -114,7 +114,8 @@ def load_features(
             raise InputError(f"{path}: {k} must be a non-empty (N, D) array, got shape {a.shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise InputError(f"{path}: {k} must be a float (or integer) array, got {a.dtype}")
-        out[k] = np.ascontiguousarray(a, dtype=np.float32)
+        with np.errstate(over="ignore"):  # overflow -> inf, reported just below
+            out[k] = np.ascontiguousarray(a, dtype=np.float32)
         bad = ~np.isfinite(out[k]).all(axis=1)
         if bad.any():
             rows = np.flatnonzero(bad)

@@ -25,6 +25,8 @@ from geoemb.retrieval.hamming import check_codes, hamming_numpy, invert_codes, t
 from geoemb.utils.geoparquet import write_geoparquet
 
 COMBINE = ("mean", "and", "or", "xor", "majority")
+#: Largest score raster written (float32: 1 GB); a typo'd resolution must not exhaust memory.
+MAX_RASTER_CELLS = 250_000_000
 
 
 def compose(codes: np.ndarray, op: str, dim: int | None = None) -> np.ndarray:
@@ -122,6 +124,8 @@ def score_raster(
         ``(res, 0, west, 0, -res, north)`` (rasterio/GDAL order ``a, b, c, d, e, f``).
     """
     lon, lat, scores = (np.asarray(v, dtype=np.float64) for v in (lon, lat, scores))
+    if not (np.isfinite(resolution) and resolution > 0):
+        raise InputError(f"score_raster: resolution must be a positive number, got {resolution}")
     if bounds is None:
         if len(lon) == 0:
             raise ValueError("score_raster: no rows and no bounds given")
@@ -134,6 +138,11 @@ def score_raster(
     w, s, e, n = (float(b) for b in bounds)
     width = max(1, int(np.ceil((e - w) / resolution)))
     height = max(1, int(np.ceil((n - s) / resolution)))
+    if width * height > MAX_RASTER_CELLS:
+        raise InputError(
+            f"score_raster: {width} x {height} cells at resolution {resolution} exceeds "
+            f"{MAX_RASTER_CELLS:,} cells; use a coarser resolution or a smaller ROI"
+        )
     col = np.clip(((lon - w) / resolution).astype(np.int64), 0, width - 1)
     row = np.clip(((n - lat) / resolution).astype(np.int64), 0, height - 1)
     inside = (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
@@ -220,6 +229,10 @@ def exemplar_query(
     ``"threshold"`` (score <= threshold), or all ROI rows with their score for ``view="full"``.
     Exemplar rows are excluded from ``topk``/``threshold`` results. Empty ROI → empty table.
     """
+    if view == "topk" and (not isinstance(k, int | np.integer) or k < 1):
+        raise InputError(f"exemplar query: k must be a positive integer, got {k!r}")
+    if threshold is not None and not np.isfinite(threshold):
+        raise InputError(f"exemplar query: threshold must be finite, got {threshold}")
     pos_codes, pos_ids = resolve_exemplars(store, positives, positive_ids)
     neg_codes, neg_ids = resolve_exemplars(store, negatives, negative_ids)
     roi = store.read(bbox, polygon)

@@ -61,11 +61,26 @@ def split_antimeridian(box: Sequence[float]) -> list[Box]:
     if len(box) != 4:
         raise ValueError(f"bbox must be (west, south, east, north), got {box!r}")
     w, s, e, n = (float(v) for v in box)
+    if not all(np.isfinite([w, s, e, n])):
+        raise InputError(f"bbox {tuple(box)!r}: coordinates must be finite")
     if s > n:
         raise ValueError(f"bbox south={s} > north={n}")
     if w > e:
         return [(w, s, 180.0, n), (-180.0, s, e, n)]
     return [(w, s, e, n)]
+
+
+def _polygon(polygon: Any) -> Any:
+    """A shapely geometry from WKT (or as given); unparsable or empty WKT is an InputError."""
+    if not isinstance(polygon, str):
+        return polygon
+    try:
+        geom = shapely.from_wkt(polygon)
+    except shapely.errors.GEOSException as e:
+        raise InputError(f"polygon {polygon[:80]!r}: not valid WKT ({e})") from e
+    if geom is None or geom.is_empty or not np.isfinite(geom.bounds).all():
+        raise InputError(f"polygon {polygon[:80]!r}: empty or non-finite geometry")
+    return geom
 
 
 def _box_expr(prefix: Callable[[str], pc.Expression], boxes: list[Box]) -> pc.Expression:
@@ -149,7 +164,7 @@ class CorpusStore:
         if bbox is not None and polygon is not None:
             raise ValueError("give either bbox or polygon, not both")
         if polygon is not None:
-            geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+            geom = _polygon(polygon)
             return [tuple(float(v) for v in geom.bounds)]
         return None if bbox is None else split_antimeridian(bbox)
 
@@ -176,7 +191,7 @@ class CorpusStore:
             expr = None if boxes is None else _box_expr(lambda f: pc.field("bbox", f), boxes)
             table = ds.dataset(paths, format="parquet", schema=schema).to_table(filter=expr)
             if polygon is not None and table.num_rows:
-                geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+                geom = _polygon(polygon)
                 rows = shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))
                 table = table.filter(pa.array(shapely.intersects(rows, geom)))
         table = table.sort_by("id")
