@@ -7,9 +7,10 @@ Examples::
         --out data/corpus --precision 2 --dim 128
     python -m geoemb.retrieval query --corpus data/corpus --bbox 170 -10 -170 10 --id 42 --k 10
     python -m geoemb.retrieval exemplar --corpus data/corpus --bbox -20 -20 40 40 \
-        --pos 10.5,3.2 --neg -5,1 --combine mean --view topk --k 50 --out results.parquet
+        --pos-id 3 --neg-id 4 --combine mean --view topk --k 50 --out results.parquet
 
-Negative coordinates may follow ``--pos/--neg/--point`` directly (``--neg -5,1``) or with ``=``.
+Exemplars are corpus rows: by id (``--pos-id/--neg-id``) or by a LON,LAT point inside a row's
+footprint (``--pos/--neg``; negative values work as is, ``--neg -5,1``, or as ``--neg=-5,1``).
 A geoemb error (bad input, resume with other arguments, a build already running) prints one line
 and exits with status 2.
     python -m geoemb.retrieval bench --quick
@@ -85,8 +86,8 @@ def _input_files(spec: str) -> list[str]:
 def cmd_build(a: argparse.Namespace) -> None:
     import pyarrow.parquet as pq
 
-    from geoemb.retrieval.build import (
-        CorpusBuilder,
+    from geoemb.retrieval.build import CorpusBuilder
+    from geoemb.retrieval.inputs import (
         check_rows,
         fsl_to_numpy,
         input_identity,
