@@ -240,3 +240,31 @@ def test_query_missing_id_point_outside_and_negative_coordinates(corpus_input, t
     assert run(["query", "--corpus", str(tmp_path / "m"), "--id", "1"]) == 2
     assert "cannot read corpus manifest" in capsys.readouterr().err
     assert json.loads((root / "_build.json").read_text())["source"]["batch_rows"] == 100
+
+
+def test_careless_arguments_are_refused_before_anything_is_written(corpus_input, tmp_path, capsys):
+    src, _ = corpus_input
+    out = tmp_path / "c"
+    for bad in (["--batch-rows", "0"], ["--max-rows", "-1"], ["--dim", "0"]):
+        assert run([*_args(src, out), *bad]) == 2
+        assert "must be >= 1" in capsys.readouterr().err
+    assert run([*_args(src, out), "--dim", "64"]) == 2  # 32-d embeddings, 64 code bits
+    assert "has width 32 but --dim 64 needs 64" in capsys.readouterr().err
+    assert run(_args(src, src)) == 2  # the corpus would land among (and glob) its inputs
+    assert "is the folder of the input file" in capsys.readouterr().err
+    assert not out.exists() and not (Path(src) / "_build.json").exists()
+
+
+def test_a_first_try_that_completed_nothing_is_not_a_resume(tmp_path):
+    src = generate(tmp_path / "in", n=300, dim=DIM, parts=2, seed=1)
+    f = src / "part-00000.parquet"
+    good = f.read_bytes()
+    t = pq.read_table(f)
+    lat = np.asarray(t["lat"]).copy()
+    lat[0] = np.inf
+    pq.write_table(t.set_column(t.schema.get_field_index("lat"), "lat", pa.array(lat)), f)
+    with pytest.raises(InputError, match="row 0"):
+        main(_args(src, tmp_path / "c"))
+    f.write_bytes(good)  # the user fixes the input (new mtime/footer) and reruns
+    main(_args(src, tmp_path / "c"))
+    assert CorpusStore(tmp_path / "c").info["n_rows"] == 300

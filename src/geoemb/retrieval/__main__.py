@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoemb.errors import GeoembError, InputError
+from geoemb.errors import GeoembError, InputError, OutputError
 
 
 def _point(s: str) -> tuple[float, float]:
@@ -83,6 +83,32 @@ def _input_files(spec: str) -> list[str]:
     return paths
 
 
+def _check_width(path: str, dim: int, quantizer: str) -> None:
+    """The code/embedding column width must fit ``--dim`` (checked on the footer, no data read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for col, want in (
+        ("code", (dim + 7) // 8),
+        ("embedding", dim if quantizer == "binary" else None),
+    ):
+        if col in schema.names:
+            t = schema.field(col).type
+            if not pa.types.is_fixed_size_list(t):
+                raise InputError(f"{path}: column {col!r} must be a FixedSizeList, got {t}")
+            if want is not None and t.list_size != want:
+                raise InputError(
+                    f"{path}: column {col!r} has width {t.list_size} but --dim {dim} needs {want}"
+                    + (
+                        " (binary codes have one bit per embedding dimension)"
+                        if col == "embedding"
+                        else ""
+                    )
+                )
+            return
+
+
 def cmd_build(a: argparse.Namespace) -> None:
     import pyarrow.parquet as pq
 
@@ -94,9 +120,22 @@ def cmd_build(a: argparse.Namespace) -> None:
         iter_parquet_parts,
     )
 
+    for name, v, lo in (("--batch-rows", a.batch_rows, 1), ("--max-rows", a.max_rows, 1),
+                        ("--dim", a.dim, 1), ("--fit-rows", a.fit_rows, 1)):  # fmt: skip
+        if v < lo:
+            raise InputError(f"build-corpus: {name} must be >= {lo}, got {v}")
     paths = _input_files(a.input)
+    out = Path(a.out).resolve()
+    for f in paths:
+        if out == Path(f).resolve().parent:  # its manifest.parquet would become an input
+            raise OutputError(
+                f"build-corpus: --out {a.out} is the folder of the input file {f}; write the "
+                "corpus elsewhere"
+            )
     # every input's footer is read (truncated files fail here, before any work) and identified
     inputs = [input_identity(p) for p in paths]
+    for f in paths:
+        _check_width(f, a.dim, a.quantizer)
     total_rows = sum(d["rows"] for d in inputs)
     source = {"inputs": inputs, "batch_rows": int(a.batch_rows), "embedding_column": "embedding",
               "quantizer": a.quantizer}  # fmt: skip

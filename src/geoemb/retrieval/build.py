@@ -15,9 +15,10 @@ Guarantees:
 
 - **Resume = uninterrupted.** A build killed at any point and rerun with the same arguments and
   inputs skips the completed parts and rewrites the others under the same names, ending with the
-  same shards (rows, ids, codes). A rerun whose configuration, batch size or input files (path,
-  size, mtime, Parquet footer hash) differ raises :class:`~geoemb.errors.ResumeMismatchError`
-  naming what differs, before any work.
+  same shards (rows, ids, codes). Once a part is complete, a rerun whose configuration, batch size
+  or input files (path, size, mtime, Parquet footer hash) differ raises
+  :class:`~geoemb.errors.ResumeMismatchError` naming what differs, before any work (with no
+  completed part there is nothing to resume: the new configuration starts over).
 - **No lost or duplicated row.** The manifest is written only when the completed parts are exactly
   the parts of this input and their row count equals the input's row count; otherwise
   :class:`CorpusIntegrityError` and no manifest.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +57,8 @@ from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
 )
 from geoemb.utils.geoparquet import bbox_struct, boxes_wkb, points_wkb, with_geo_metadata
 from geoemb.utils.io import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.parquet"
 MANIFEST_VERSION = 1
@@ -163,8 +167,9 @@ class CorpusBuilder:
         try:
             (self.root / "_parts").mkdir(exist_ok=True)
             self._check_config()
-            for stale in self.root.glob("geohash=*/.*tmp*"):  # temp files of a killed writer
-                stale.unlink(missing_ok=True)
+            if self._lock_fh is not None:  # other ranks' in-flight temp files are not stale
+                for stale in self.root.glob("geohash=*/.*tmp*"):  # temp files of a killed writer
+                    stale.unlink(missing_ok=True)
         except BaseException:
             self.close()
             raise
@@ -218,6 +223,15 @@ class CorpusBuilder:
             raise InputError(f"{cfg_path}: unreadable build record ({e}); use a new root") from e
         old.setdefault("source", {})  # records of builds made before inputs were recorded
         diff = _differences(old, new)
+        started = any((self.root / "_parts").glob("part-*.json"))
+        if diff and not started and self._lock_fh is not None:
+            # nothing was completed (e.g. the first try stopped at a bad input): not a resume
+            log.warning("%s: no completed part; starting over with the new configuration (%s)",
+                        self.root, "; ".join(diff))  # fmt: skip
+            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST]:
+                f.unlink(missing_ok=True)
+            atomic_write_text(cfg_path, self.config.to_json())
+            return
         if diff:
             raise ResumeMismatchError(
                 f"{self.root} holds a build with a different configuration; refusing to resume "
