@@ -199,6 +199,10 @@ def test_library_build_refuses_a_corpus_that_does_not_match_its_input(tmp_path):
     other = [(0, batch(np.arange(10)))] + parts[1:]
     with pytest.raises(ResumeMismatchError, match="part 0 was built from .*50 rows"):
         CorpusBuilder(tmp_path, dim=DIM, geohash_precision=1).build(other, progress=False)
+    # same part numbers and sizes, other rows (e.g. a predict job resumed on another world size)
+    swapped = [(p, parts[3 - p][1]) for p in range(4)]
+    with pytest.raises(ResumeMismatchError, match="part 0 was built from .*ids"):
+        CorpusBuilder(tmp_path, dim=DIM, geohash_precision=1).build(swapped, progress=False)
     with pytest.raises(CorpusIntegrityError, match="hold 200 rows but the input has 250"):
         CorpusBuilder(tmp_path, dim=DIM, geohash_precision=1).build(
             parts, progress=False, expected_rows=250

@@ -31,6 +31,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -307,17 +308,23 @@ class CorpusBuilder:
         part whose recorded origin or row count differs from this batch raises
         :class:`ResumeMismatchError`.
         """
-        n = len(np.asarray(batch["id"])) if "id" in batch else None
+        ids = np.asarray(batch["id"]).astype(np.int64) if "id" in batch else None
+        n = None if ids is None else len(ids)
+        ids_sha = None if ids is None else hashlib.sha256(ids.tobytes()).hexdigest()[:16]
         inp = None if origin is None else json.loads(json.dumps(dict(origin)))
         if self.is_done(part):
             rec = self._read_marker(part)
-            if (n is not None and rec["rows"] != n) or (
-                inp is not None and rec["input"] is not None and rec["input"] != inp
+            old_sha = rec.get("ids_sha256")
+            if (
+                (n is not None and rec["rows"] != n)
+                or (inp is not None and rec["input"] is not None and rec["input"] != inp)
+                or (ids_sha is not None and old_sha is not None and old_sha != ids_sha)
             ):
                 raise ResumeMismatchError(
                     f"{self._marker(part)}: part {part} was built from {rec['input']} "
-                    f"({rec['rows']} rows); this run gives it {inp} ({n} rows). The input or its "
-                    "batching changed: rerun with the original arguments or use a new root"
+                    f"({rec['rows']} rows, ids {old_sha}); this run gives it {inp} ({n} rows, "
+                    f"ids {ids_sha}). The input or its batching (or the number of processes) "
+                    "changed: rerun with the original arguments or use a new root"
                 )
             return rec["shards"]
         table = self._table(batch, part)
@@ -346,7 +353,8 @@ class CorpusBuilder:
                     "ymax": float(pc.max(b.field("ymax")).as_py()),
                     "bytes": path.stat().st_size, "sha256": _sha256(path),
                 })  # fmt: skip
-        rec = {"part": int(part), "rows": int(table.num_rows), "input": inp, "shards": infos}
+        rec = {"part": int(part), "rows": int(table.num_rows), "input": inp,
+               "ids_sha256": ids_sha, "shards": infos}  # fmt: skip
         atomic_write_text(self._marker(part), json.dumps(rec))
         return infos
 
