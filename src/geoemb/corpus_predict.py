@@ -6,7 +6,9 @@ core ``retrieval`` package, which imports neither Hydra nor Lightning).
 Each predict batch becomes one input *part* of :class:`~geoemb.retrieval.store.CorpusBuilder`;
 part ids are ``batch_idx * world_size + global_rank`` (unique across processes, deterministic for a
 given world size), so an interrupted run re-launched with the same settings skips finished parts.
-Rank 0 writes the manifest after a barrier at the end of predict.
+Rank 0 holds the build lock (a second job on the same root refuses) and writes the manifest after a
+barrier at the end of predict; with ``expected_rows`` it refuses to write one whose row count
+differs (a lost or duplicated batch).
 
 Example::
 
@@ -72,7 +74,8 @@ class EmbeddingPredictor(LightningModule):
 class CorpusPredictionWriter(BasePredictionWriter):
     """Write every predict batch as one corpus part (atomic per shard, resumable per part).
 
-    Arguments are those of :class:`~geoemb.retrieval.store.CorpusBuilder`.
+    Arguments are those of :class:`~geoemb.retrieval.store.CorpusBuilder`, plus ``expected_rows``
+    (the dataset's row count, checked before the manifest is written).
     """
 
     def __init__(
@@ -84,8 +87,11 @@ class CorpusPredictionWriter(BasePredictionWriter):
         quantization: Mapping | None = None,
         model: Mapping | None = None,
         encoder: Callable[[np.ndarray], np.ndarray] | None = None,
+        expected_rows: int | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
+        self.expected_rows = expected_rows
+        self._lock = True
         self.kwargs = dict(
             root=root,
             dim=dim,
@@ -101,10 +107,11 @@ class CorpusPredictionWriter(BasePredictionWriter):
     @property
     def builder(self) -> CorpusBuilder:
         if self._builder is None:
-            self._builder = CorpusBuilder(**self.kwargs)
+            self._builder = CorpusBuilder(**self.kwargs, lock=self._lock)
         return self._builder
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._lock = trainer.is_global_zero  # the other ranks write parts of rank 0's locked build
         if trainer.is_global_zero:
             _ = self.builder  # rank 0 writes/validates _build.json before the others start
         trainer.strategy.barrier("corpus-writer-setup")
@@ -127,4 +134,6 @@ class CorpusPredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier("corpus-writer-end")
         if trainer.is_global_zero:
-            self.builder.finalize()
+            self.builder.finalize(expected_rows=self.expected_rows)
+        else:
+            self.builder.close()

@@ -86,3 +86,27 @@ def test_predict_writer_equals_builder_and_resumes(tmp_path):
     ).predict(EmbeddingPredictor(enc), dataloaders=loader, return_predictions=False)
     assert shard.stat().st_mtime_ns == mtime
     assert CorpusStore(tmp_path / "pl").read().num_rows == 300
+
+
+def test_predict_writer_refuses_a_manifest_with_the_wrong_row_count(tmp_path):
+    import pytest
+
+    from geoemb.retrieval.build import CorpusIntegrityError
+
+    batches = _batches(n=100, bs=50)
+    loader = torch.utils.data.DataLoader(batches, batch_size=1, collate_fn=_collate)
+    writer = CorpusPredictionWriter(tmp_path, dim=32, geohash_precision=1, expected_rows=101)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, callbacks=[writer], logger=False, enable_progress_bar=False
+    )
+    with pytest.raises(CorpusIntegrityError, match="hold 100 rows but the input has 101"):
+        trainer.predict(
+            EmbeddingPredictor(Linear(32)), dataloaders=loader, return_predictions=False
+        )
+    assert not (tmp_path / "manifest.parquet").exists()
+    # the lock was released: the same job rerun with the right count completes from the parts
+    writer = CorpusPredictionWriter(tmp_path, dim=32, geohash_precision=1, expected_rows=100)
+    Trainer(
+        accelerator="cpu", devices=1, callbacks=[writer], logger=False, enable_progress_bar=False
+    ).predict(EmbeddingPredictor(Linear(32)), dataloaders=loader, return_predictions=False)
+    assert CorpusStore(tmp_path).info["n_rows"] == 100 and writer.parts_written == [0, 1]

@@ -12,6 +12,7 @@ import pytest
 import shapely
 
 from geoemb.compression.bitpack import pack_bits
+from geoemb.errors import ResumeMismatchError
 from geoemb.retrieval import CorpusBuilder, CorpusStore, exemplar_query, export_geoparquet, geohash
 from geoemb.utils.geoparquet import GeoParquetError, validate_geoparquet, write_geoparquet
 
@@ -172,7 +173,9 @@ def test_builder_interrupted_resumes_without_corrupt_shards(tmp_path):
     assert t["id"].to_pylist() == list(range(300))
     np.testing.assert_array_equal(store.codes(t), data["code"])
     assert store.manifest["rows"].to_numpy().sum() == 300
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(
+        ResumeMismatchError, match="different configuration(.|\n)*geohash_precision: 1"
+    ):
         CorpusBuilder(tmp_path, dim=DIM, geohash_precision=2)
 
 

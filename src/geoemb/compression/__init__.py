@@ -4,7 +4,7 @@ Main entry point: :func:`build` (``build("pca64+int8").fit(X_train)``), see
 :mod:`geoemb.compression.registry` for the config grammar.
 """
 
-from geoemb.compression.base import Compressor, NotFittedError
+from geoemb.compression.base import Compressor, InfeasibleConfigError, NotFittedError
 from geoemb.compression.hamming import hamming_distances, hamming_knn, hamming_knn_classify
 from geoemb.compression.quantizers import (
     AffineQuantizer,
@@ -31,6 +31,7 @@ from geoemb.compression.registry import (
     REDUCERS,
     available,
     build,
+    infeasible_reason,
     nominal_bits,
     output_dim,
 )
@@ -47,10 +48,10 @@ from geoemb.compression.storage import parquet_bytes_per_vector, parquet_nbytes
 
 __all__ = [
     "BLOG_CONFIGS", "QUANTIZERS", "REDUCERS", "AffineQuantizer", "BinaryQuantizer", "Compressor",
-    "Float16", "Float32", "NotFittedError", "PCAReducer", "Pipeline", "ProductQuantizer", "RaBitQ",
+    "Float16", "Float32", "InfeasibleConfigError", "NotFittedError", "PCAReducer", "Pipeline", "ProductQuantizer", "RaBitQ",
     "RandomProjectionReducer", "RandomSubsetSelector", "Reducer", "RotateAffine", "RotateSign",
     "SVDReducer", "TernaryQuantizer", "TopVarianceSelector", "TurboQuantMSE", "TurboQuantProd",
     "available", "build", "hamming_distances", "hamming_knn", "hamming_knn_classify",
-    "haar_rotation", "lloyd_max_codebook", "nominal_bits", "output_dim", "pack_uint",
+    "haar_rotation", "infeasible_reason", "lloyd_max_codebook", "nominal_bits", "output_dim", "pack_uint",
     "parquet_bytes_per_vector", "parquet_nbytes", "unpack_uint",
 ]  # fmt: skip

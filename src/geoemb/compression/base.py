@@ -17,9 +17,21 @@ import abc
 
 import numpy as np
 
+from geoemb.errors import GeoembError, InputError
+
 
 class NotFittedError(RuntimeError):
     """Raised when encode/decode is called before :meth:`Compressor.fit`."""
+
+
+class InfeasibleConfigError(GeoembError, ValueError):
+    """A compressor cannot run on data of this shape *by construction* (more reducer components
+    than dimensions, PQ with fewer training rows than centroids or ``D % M != 0``…).
+
+    Raised only by :meth:`Compressor.check_feasible`, from the shape ``(n_rows, dim)`` alone and
+    before any fitting, so evaluators can skip such a config with its reason (the blog's "—"
+    cells) while every other error still fails the run.
+    """
 
 
 class Compressor(abc.ABC):
@@ -50,16 +62,34 @@ class Compressor(abc.ABC):
                 f"{self.name}: X_train must have at least one row, got shape {X.shape}"
             )
         if not np.all(np.isfinite(X)):
-            raise ValueError(f"{self.name}: X_train contains NaN or inf values")
+            raise InputError(f"{self.name}: X_train contains NaN or inf values")
+        self.check_feasible(X.shape[0], X.shape[1])
         self.dim = int(X.shape[1])
         self._fit(X)
         self._fitted = True
         return self
 
+    def check_feasible(self, n_rows: int, dim: int) -> None:
+        """Raise :class:`InfeasibleConfigError` if this compressor cannot be fitted on
+        ``n_rows`` training rows of dimension ``dim`` (a property of the shape, not the values).
+
+        :meth:`fit` calls it first; call it yourself to decide before any work.
+        """
+        reason = self._infeasible(int(n_rows), int(dim))
+        if reason is not None:
+            raise InfeasibleConfigError(f"{self.name}: {reason}")
+
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Encode ``X (N, D)`` into codes (``(N, code_width)``, dtype per compressor)."""
         self._check_fitted("encode")
-        return self._encode(self._as_2d(X, "X"))
+        X = self._as_2d(X, "X")
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():  # NaN would become an arbitrary code (int8: clip(NaN) -> 0), silently
+            raise InputError(
+                f"{self.name}: X has NaN/inf values (first: row {int(np.flatnonzero(bad)[0])}); "
+                "non-finite embeddings cannot be encoded"
+            )
+        return self._encode(X)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Decode codes into ``(N, D)`` float32 reconstructions in the input space."""
@@ -103,6 +133,10 @@ class Compressor(abc.ABC):
 
     @abc.abstractmethod
     def _bytes_per_vector(self) -> float: ...
+
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        """Why ``(n_rows, dim)`` training data cannot work by construction (``None``: it can)."""
+        return None
 
     def _code_shape(self) -> tuple[int, np.dtype]:
         """(width, dtype) of one code row, used to validate ``decode`` input."""

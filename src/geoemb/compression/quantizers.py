@@ -343,18 +343,17 @@ class ProductQuantizer(Compressor):
             )
         self.m, self.nbits, self.seed = int(m), int(nbits), int(seed)
 
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        if dim % self.m:
+            return f"D={dim} is not divisible by M={self.m} (IndexPQ needs D % M == 0)"
+        if n_rows < (1 << self.nbits):
+            return f"{n_rows} training rows < 2^nbits={1 << self.nbits} centroids"
+        return None
+
     def _fit(self, X: np.ndarray) -> None:
         import faiss
 
         d = X.shape[1]
-        if d % self.m:
-            raise ValueError(
-                f"{self.name}: D={d} is not divisible by M={self.m} (IndexPQ needs D % M == 0)"
-            )
-        if X.shape[0] < (1 << self.nbits):
-            raise ValueError(
-                f"{self.name}: {X.shape[0]} training rows < 2^nbits={1 << self.nbits} centroids"
-            )
         index = faiss.IndexPQ(d, self.m, self.nbits)
         index.pq.cp.seed = self.seed
         index.pq.cp.max_points_per_centroid = 10**9  # use every train row, no subsampling warning

@@ -33,13 +33,18 @@ class Reducer(Compressor):
         self.k = int(k)
         self.seed = int(seed)
 
-    def _check_k(self, X: np.ndarray, limit: int | None = None) -> None:
-        limit = X.shape[1] if limit is None else limit
-        if self.k > limit:
-            raise ValueError(
-                f"{self.name}: k={self.k} components but the train data allow at most {limit} "
-                f"(X_train shape {X.shape})"
+    #: whether the number of train rows also bounds ``k`` (PCA/SVD: rank <= min(N, D))
+    rank_limited = False
+
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        if self.k > dim:
+            return f"k={self.k} exceeds input dimension {dim}"
+        if self.rank_limited and self.k > n_rows:
+            return (
+                f"k={self.k} components but only {n_rows} training rows (rank <= min(N, D); "
+                f"X_train shape ({n_rows}, {dim}))"
             )
+        return None
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """``(N, D)`` → ``(N, k)`` float32."""
@@ -109,9 +114,9 @@ class PCAReducer(Reducer):
     """Centred PCA (exact, float64), components of :func:`pca_basis`."""
 
     kind = "pca"
+    rank_limited = True
 
     def _fit(self, X: np.ndarray) -> None:
-        self._check_k(X, min(X.shape))
         mean, comps, ev = pca_basis(X)
         self.mean = mean
         self.components = comps[: self.k].copy()
@@ -131,7 +136,6 @@ class SVDReducer(PCAReducer):
     kind = "svd"
 
     def _fit(self, X: np.ndarray) -> None:
-        self._check_k(X, min(X.shape))
         mean, comps, ev = pca_basis(X, center=False)
         self.mean = mean  # zeros
         self.components = comps[: self.k].copy()
@@ -145,7 +149,6 @@ class RandomProjectionReducer(Reducer):
     def _fit(self, X: np.ndarray) -> None:
         from sklearn.random_projection import GaussianRandomProjection
 
-        self._check_k(X)
         self.model = GaussianRandomProjection(
             n_components=self.k, random_state=self.seed, compute_inverse_components=True
         ).fit(X)
@@ -162,7 +165,6 @@ class _SelectReducer(Reducer):
         raise NotImplementedError
 
     def _fit(self, X: np.ndarray) -> None:
-        self._check_k(X)
         self.indices = np.sort(self._select(X)).astype(np.intp)
         self.fill = X.mean(axis=0, dtype=np.float64).astype(np.float32)
 
@@ -206,6 +208,12 @@ class Pipeline(Compressor):
         self.reducer = reducer
         self.quantizer = quantizer
         self.hamming_compatible = quantizer.hamming_compatible
+
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        reason = self.reducer._infeasible(n_rows, dim)
+        if reason is None:
+            reason = self.quantizer._infeasible(n_rows, self.reducer.k)
+        return reason
 
     def _fit(self, X: np.ndarray) -> None:
         self.reducer.fit(X)

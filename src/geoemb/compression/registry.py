@@ -18,7 +18,7 @@ import inspect
 import re
 from collections.abc import Callable
 
-from geoemb.compression.base import Compressor
+from geoemb.compression.base import Compressor, InfeasibleConfigError
 from geoemb.compression.quantizers import (
     AffineQuantizer,
     BinaryQuantizer,
@@ -216,6 +216,20 @@ def output_dim(config: str, dim: int) -> int:
                 raise ValueError(f"{config!r}: k={m[1]} exceeds input dimension {dim}")
             return int(m[1])
     return int(dim)
+
+
+def infeasible_reason(config: str, n_rows: int, dim: int) -> str | None:
+    """Why ``config`` cannot be fitted on ``n_rows`` training rows of dimension ``dim`` by
+    construction (``None`` if it can), from :meth:`Compressor.check_feasible`.
+
+    Only :class:`~geoemb.compression.base.InfeasibleConfigError` is turned into a reason; an
+    unknown config raises as :func:`build` does.
+    """
+    try:
+        build(config).check_feasible(n_rows, dim)
+    except InfeasibleConfigError as e:
+        return str(e)
+    return None
 
 
 def nominal_bits(config: str) -> float | None:

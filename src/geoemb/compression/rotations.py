@@ -186,6 +186,9 @@ class TurboQuantMSE(Compressor):
             raise ValueError(f"{self.name}: bits must be in 1..8, got {bits}")
         self.bits, self.seed, self.store_norm = int(bits), int(seed), bool(store_norm)
 
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        return None if dim >= 3 else f"the Lloyd–Max codebook needs D >= 3, got D={dim}"
+
     def _fit(self, X: np.ndarray) -> None:
         d = X.shape[1]
         self.Q = haar_rotation(d, self.seed).astype(np.float32)
@@ -242,6 +245,9 @@ class TurboQuantProd(Compressor):
             raise ValueError(f"{self.name}: bits must be in 1..9, got {bits}")
         self.bits, self.seed = int(bits), int(seed)
         self.mse = TurboQuantMSE(self.bits - 1, seed=seed, store_norm=False) if bits > 1 else None
+
+    def _infeasible(self, n_rows: int, dim: int) -> str | None:
+        return None if self.mse is None else self.mse._infeasible(n_rows, dim)
 
     def _fit(self, X: np.ndarray) -> None:
         d = X.shape[1]

@@ -17,6 +17,14 @@ Each (encoder, config) result is one CSV under ``<results_dir>/rows/`` so a Hydr
 encoders × configs can write in parallel; :func:`aggregate` (run at the end of every job, or with
 ``mode=aggregate``) builds ``results.csv``, the blog-layout tables (CSV/Markdown/LaTeX) and the
 Pareto-front plots from whatever rows exist.
+
+Trust rules: the float32 baseline and the spectra cached in ``results_dir`` are keyed by a
+fingerprint of the features they were computed from and the protocol, so a run on other data
+never reuses them; every row carries ``data_fingerprint`` and ``protocol`` and :func:`aggregate`
+refuses rows of one encoder from different data. A config infeasible by construction (checked by
+the compressor before fitting, e.g. ``pq_8x8`` on 180 rows) is skipped with its reason (warning,
+``skipped`` table); any other failure records a ``failed`` row and fails the run, and
+:func:`aggregate` refuses to build tables while a failed row is present.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import json
 import logging
 import re
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +42,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geoemb.compression.cache import fingerprint, read_npz_cache, write_npz_cache
+from geoemb.errors import InputError
 from geoemb.evaluation.base import Evaluator
+from geoemb.reporting.compression import ConfigFailedError, aggregate, main, pareto_front
 from geoemb.utils.io import atomic_path, atomic_write_text
 from geoemb.utils.run_logger import RunLogger
 
@@ -44,7 +56,15 @@ EUROSAT_CLASSES = [
     "PermanentCrop", "Residential", "River", "SeaLake",
 ]  # fmt: skip
 FEATURE_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_METHOD_ORDER = {"float32": 0, "fp16": 1, "int8": 2, "int4": 3, "int3": 4, "int2": 5, "binary": 6}
+ROW_COLUMNS_FIRST = ("encoder", "config", "status", "skip_reason", "data_fingerprint", "protocol")
+
+
+class FeatureFileError(InputError, KeyError):
+    """A pooled-feature ``.npz`` lacks required arrays (a ``KeyError`` as before, and an
+    :class:`~geoemb.errors.InputError`)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 # --------------------------------------------------------------------------- data
@@ -56,6 +76,13 @@ def load_features(
     """Read ``<features_dir>/<encoder>/<pooling>/<split>.npz`` (GeoPool cache layout).
 
     Returns float32 ``x_train (N, D)``, ``x_test (M, D)`` and int64 ``y_train``, ``y_test``.
+
+    Raises
+    ------
+    InputError
+        Unreadable (truncated) file, missing arrays, wrong shapes or dtypes, non-finite features,
+        non-integer or negative labels — the message names the file, the array and the first bad
+        row.
     """
     path = Path(features_dir) / encoder / pooling / f"{split}.npz"
     if not path.exists():
@@ -66,21 +93,57 @@ def load_features(
             "evaluation.features_dir at an existing cache, or run on the synthetic stand-in with "
             "`evaluation.synthetic=true`."
         )
-    with np.load(path) as z:
-        missing = [k for k in FEATURE_KEYS if k not in z.files]
-        if missing:
-            raise KeyError(f"{path}: missing arrays {missing}; expected {list(FEATURE_KEYS)}")
-        out = {k: z[k] for k in FEATURE_KEYS}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in FEATURE_KEYS if k not in z.files]
+            if missing:
+                raise FeatureFileError(
+                    f"{path}: missing arrays {missing}; expected {list(FEATURE_KEYS)}"
+                )
+            out = {k: z[k] for k in FEATURE_KEYS}
+    except FeatureFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(
+            f"cannot read pooled-feature cache {path} ({type(e).__name__}: {e}); expected an "
+            f".npz with arrays {list(FEATURE_KEYS)} (a truncated file must be re-created)"
+        ) from e
     for k in ("x_train", "x_test"):
-        if out[k].ndim != 2:
-            raise ValueError(f"{path}: {k} must be (N, D), got shape {out[k].shape}")
-        out[k] = np.ascontiguousarray(out[k], dtype=np.float32)
+        a = out[k]
+        if a.ndim != 2 or 0 in a.shape:
+            raise InputError(f"{path}: {k} must be a non-empty (N, D) array, got shape {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(f"{path}: {k} must be a float (or integer) array, got {a.dtype}")
+        with np.errstate(over="ignore"):  # overflow -> inf, reported just below
+            out[k] = np.ascontiguousarray(a, dtype=np.float32)
+        bad = ~np.isfinite(out[k]).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise InputError(
+                f"{path}: {k} has {len(rows)} row(s) with NaN/inf values (first: row "
+                f"{rows[0]}); non-finite embeddings are invalid data"
+                + (" (values beyond float32 range became inf)" if a.dtype != np.float32 else "")
+            )
     for k in ("y_train", "y_test"):
-        out[k] = np.asarray(out[k]).astype(np.int64).reshape(-1)
+        y = np.asarray(out[k]).reshape(-1)
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise InputError(f"{path}: {k} must hold integer class labels, got {y.dtype}")
+        if np.issubdtype(y.dtype, np.floating):
+            bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+            if len(bad):
+                raise InputError(
+                    f"{path}: {k}[{bad[0]}] = {y[bad[0]]} is not an integer class label"
+                )
+        if len(y) and y.min() < 0:
+            raise InputError(f"{path}: {k} has negative labels (min {y.min()}); expected 0..K-1")
+        out[k] = y.astype(np.int64)
     if out["x_train"].shape[1] != out["x_test"].shape[1]:
-        raise ValueError(f"{path}: x_train and x_test widths differ")
+        raise InputError(
+            f"{path}: x_train and x_test widths differ ({out['x_train'].shape[1]} vs "
+            f"{out['x_test'].shape[1]})"
+        )
     if len(out["y_train"]) != len(out["x_train"]) or len(out["y_test"]) != len(out["x_test"]):
-        raise ValueError(f"{path}: label counts do not match feature rows")
+        raise InputError(f"{path}: label counts do not match feature rows")
     return out
 
 
@@ -129,25 +192,18 @@ def _linear(xtr, ytr, xte, C, Cs, cv, seed, max_iter, device=None) -> tuple[np.n
 # --------------------------------------------------------------------------- one config
 
 
-def not_applicable(config: str, dim: int) -> str | None:
-    """Reason why ``config`` cannot run on ``dim``-d features (``None`` if it can).
+def not_applicable(config: str, dim: int, n_train: int) -> str | None:
+    """Reason why ``config`` cannot run on ``n_train × dim`` training features (``None`` if it can).
 
-    Covers reducers asking for more components than dimensions (``pca128`` on 64-d AEF) and PQ
-    with ``D % M != 0``; other errors are real errors and propagate.
+    Infeasible *by construction* only — reducers asking for more components than dimensions
+    (``pca128`` on 64-d AEF), PQ with ``D % M != 0`` or fewer training rows than centroids
+    (``pq_8x8`` on 180 rows) — as decided by the compressor's own
+    :meth:`~geoemb.compression.base.Compressor.check_feasible` before any fitting. Every other
+    error is a real error and propagates.
     """
-    from geoemb.compression.registry import output_dim
+    from geoemb.compression import infeasible_reason
 
-    try:
-        output_dim(config, dim)
-    except ValueError as e:
-        return str(e)
-    m = re.fullmatch(r"(?:.*\+)?pq_?(\d+)(?:x\d+)?", config.strip().lower())
-    if m:
-        first = config.strip().lower().split("+")[0]
-        d_in = output_dim(first, dim) if "+" in config else dim
-        if d_in % int(m[1]):
-            return f"PQ needs D % M == 0, got D={d_in}, M={m[1]}"
-    return None
+    return infeasible_reason(config, n_train, dim)
 
 
 def evaluate_config(
@@ -180,6 +236,12 @@ def evaluate_config(
     from geoemb.compression.storage import parquet_bytes_per_vector
 
     xtr, ytr, xte, yte = (data[k] for k in FEATURE_KEYS)
+    for name, pred in baseline.items():
+        if name in ("knn", "linear") and len(pred) != len(yte):
+            raise ValueError(
+                f"baseline {name!r} has {len(pred)} predictions for {len(yte)} test rows: it was "
+                "computed on other data"
+            )
     d = xtr.shape[1]
     k_cls = len(class_names)
     comp = build(config, seed=seed)
@@ -248,210 +310,6 @@ def evaluate_config(
             compare("hamming_knn", hamming_knn_classify(c_tr, ytr, c_te, knn_k), baseline["knn"])
             row["hamming_s"] = time.perf_counter() - t0
     return row
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-def pareto_front(bytes_: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Boolean mask of points no other point beats (fewer-or-equal bytes and higher accuracy)."""
-    bytes_, acc = np.asarray(bytes_, float), np.asarray(acc, float)
-    order = np.lexsort((-acc, bytes_))
-    keep = np.zeros(len(acc), bool)
-    best = -np.inf
-    for i in order:
-        if acc[i] > best:
-            keep[i] = True
-            best = acc[i]
-    return keep
-
-
-def _pct(v: float) -> float:
-    return float("nan") if v is None or v != v else round(100.0 * v, 1)
-
-
-def _read_rows(results_dir: Path) -> pd.DataFrame:
-    files = sorted((results_dir / "rows").glob("*.csv"))
-    if not files:
-        raise FileNotFoundError(f"no result rows under {results_dir / 'rows'}")
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-
-
-def _read_spectra(results_dir: Path) -> pd.DataFrame | None:
-    files = sorted((results_dir / "spectra").glob("*.csv"))
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else None
-
-
-def _plot_pareto(df: pd.DataFrame, metric: str, path: Path, title: str) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    col = f"{metric}_acc"
-    if col not in df or df[col].isna().all():
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for enc, g in df.dropna(subset=[col]).groupby("encoder", sort=True):
-        x, y = g["bytes_payload"].to_numpy(float), 100 * g[col].to_numpy(float)
-        (pts,) = ax.plot(x, y, "o", alpha=0.35, ms=4)
-        m = pareto_front(x, y)
-        o = np.argsort(x[m])
-        ax.step(x[m][o], y[m][o], where="post", color=pts.get_color(), label=str(enc), lw=1.8)
-        ax.plot(x[m][o], y[m][o], "o", color=pts.get_color(), ms=5)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("bytes per embedding (payload)")
-    ax.set_ylabel(f"{'kNN (k=5, cosine)' if metric == 'knn' else 'linear probe'} accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def aggregate(
-    results_dir: str | Path,
-    out_dir: str | Path | None = None,
-    logger: RunLogger | None = None,
-    plots: bool = True,
-) -> dict[str, Path]:
-    """Combine ``<results_dir>/rows/*.csv`` into ``results.csv``, blog-layout tables and plots.
-
-    Tables (each as ``.csv/.md/.tex`` under ``<out_dir>/tables``): ``quantization_knn`` and
-    ``quantization_linear`` (method × encoder), ``pareto`` (frontier configs: model, config,
-    B/emb, kNN, linear), ``binary_hamming`` (baseline / reconstructed+cosine / Hamming on raw bits),
-    ``per_class`` (worst class and F1 drop), ``significance`` (McNemar p, bootstrap CI),
-    ``pca_variance`` and ``intrinsic_dim``. Plots: ``pareto_knn.png``, ``pareto_linear.png``.
-    """
-    from geoemb.compression.registry import REDUCERS
-    from geoemb.reporting.tables import write_table
-
-    results_dir = Path(results_dir)
-    out = Path(out_dir) if out_dir is not None else results_dir
-    tdir = out / "tables"
-    df = _read_rows(results_dir)
-    df = df.sort_values(["encoder", "bytes_payload", "config"], ascending=[True, False, True])
-    paths: dict[str, Path] = {}
-    with atomic_path(out / "results.csv") as tmp:
-        df.to_csv(tmp, index=False)
-    paths["results"] = out / "results.csv"
-    encoders = sorted(df["encoder"].unique())
-    has_linear = "linear_acc" in df and not df["linear_acc"].isna().all()
-    reducer_re = "|".join(p for p, _, _ in REDUCERS.values())
-    is_reduced = df["config"].str.split("+").str[0].str.fullmatch(reducer_re)
-
-    def dump(name: str, table: pd.DataFrame, caption: str) -> None:
-        if table.empty:
-            return
-        write_table(
-            table, tdir / name, floatfmt=".3g" if name == "significance" else ".1f", caption=caption
-        )
-        paths[name] = tdir / f"{name}.csv"
-        if logger is not None:
-            logger.log_table(f"compression/{name}", table)
-
-    # 1. quantization × encoder (blog "int8 is always free" table)
-    quant = df[~is_reduced.fillna(False)]
-    for metric in ["knn", "linear"] if has_linear else ["knn"]:
-        piv = quant.pivot_table(
-            index="config", columns="encoder", values=f"{metric}_acc", aggfunc="first"
-        )
-        meta = quant.groupby("config").agg(bits=("bits", "first")).reindex(piv.index)
-        t = pd.DataFrame({"method": piv.index, "bits": meta["bits"].to_numpy()})
-        t["B/emb (1024d)"] = [
-            b * 1024 / 8 if b == b and b is not None else float("nan") for b in t["bits"]
-        ]
-        for enc in encoders:
-            t[enc] = [_pct(v) for v in piv.get(enc, pd.Series(index=piv.index, dtype=float))]
-        t = t.sort_values("method", key=lambda s: s.map(lambda m: (_METHOD_ORDER.get(m, 99), m)))
-        dump(
-            f"quantization_{metric}",
-            t.reset_index(drop=True),
-            f"{metric} accuracy (%) under quantization",
-        )
-
-    # 2. Pareto frontier configs (blog "Combined compression" table)
-    rows = []
-    for enc, g in df.groupby("encoder", sort=True):
-        mask = pareto_front(g["bytes_payload"], g["knn_acc"])
-        if has_linear:
-            mask |= pareto_front(g["bytes_payload"], g["linear_acc"].fillna(-1))
-        for _, r in g[mask].sort_values("bytes_payload", ascending=False).iterrows():
-            rows.append({"model": enc, "config": r["config"], "B/emb": r["bytes_payload"],
-                         "kNN": _pct(r["knn_acc"]), "linear": _pct(r.get("linear_acc", float("nan")))})  # fmt: skip
-    dump("pareto", pd.DataFrame(rows), "Pareto-frontier configurations (kNN or linear)")
-
-    # 3. binary: reconstructed + cosine vs Hamming on raw bits
-    if "hamming_knn_acc" in df:
-        b = df[df["hamming_knn_acc"].notna()]
-        t = pd.DataFrame({
-            "model": b["encoder"], "config": b["config"], "dims": b["out_dim"],
-            "baseline": [_pct(a - dlt) for a, dlt in zip(b["knn_acc"], b["knn_delta"])],
-            "reconstructed + cosine": [_pct(v) for v in b["knn_acc"]],
-            "Hamming on raw bits": [_pct(v) for v in b["hamming_knn_acc"]],
-            "imbalance": [
-                f"{v:.3f}" if v == v else ""
-                for v in b.get("dimension_balance", pd.Series(index=b.index, dtype=float))
-            ],
-        })  # fmt: skip
-        dump(
-            "binary_hamming",
-            t.reset_index(drop=True),
-            "Binary codes: kNN on reconstruction vs Hamming",
-        )
-
-    # 4. per-class failure modes
-    t = pd.DataFrame({
-        "model": df["encoder"], "config": df["config"], "B/emb": df["bytes_payload"],
-        "worst class": df["knn_worst_class"], "F1 drop": df["knn_worst_f1_drop"].round(3),
-    }).sort_values(["model", "B/emb"], ascending=[True, False])  # fmt: skip
-    dump("per_class", t.reset_index(drop=True), "Worst class (kNN) and its F1 drop vs float32")
-
-    # 5. significance vs float32
-    cols = {"model": df["encoder"], "config": df["config"], "B/emb": df["bytes_payload"],
-            "kNN delta (pp)": 100 * df["knn_delta"], "kNN McNemar p": df["knn_mcnemar_p"],
-            "kNN CI low (pp)": 100 * df["knn_ci_low"], "kNN CI high (pp)": 100 * df["knn_ci_high"]}  # fmt: skip
-    if has_linear:
-        cols.update({"linear delta (pp)": 100 * df["linear_delta"], "linear McNemar p": df["linear_mcnemar_p"],
-                     "linear CI low (pp)": 100 * df["linear_ci_low"], "linear CI high (pp)": 100 * df["linear_ci_high"]})  # fmt: skip
-    dump(
-        "significance",
-        pd.DataFrame(cols).reset_index(drop=True),
-        "Difference vs float32: exact McNemar p and 95% paired bootstrap CI",
-    )
-
-    # 6. spectra and intrinsic dimension
-    spec = _read_spectra(results_dir)
-    if spec is not None:
-        spec = spec.drop_duplicates("encoder", keep="last").sort_values("encoder")
-        with atomic_path(out / "spectra.csv") as tmp:
-            spec.to_csv(tmp, index=False)
-        vcols = [c for c in spec.columns if c.startswith("var@")]
-        t = pd.DataFrame({"model": [f"{e} ({d}d)" for e, d in zip(spec["encoder"], spec["dim"])]})
-        for c in vcols:
-            t[c.replace("var@", "") + "d"] = [_pct(v) for v in spec[c]]
-        dump("pca_variance", t, "Cumulative PCA variance explained (%), fit on train")
-        icols = [c for c in spec.columns if c.startswith("id_")]
-        t = spec[["encoder", "dim", *icols]].rename(columns={"encoder": "model"}).round(2)
-        dump(
-            "intrinsic_dim", t.reset_index(drop=True), "Intrinsic dimension of the train embeddings"
-        )
-
-    if plots:
-        for metric in ("knn", "linear"):
-            p = _plot_pareto(
-                df, metric, out / f"pareto_{metric}.png", f"Pareto front: bytes vs {metric}"
-            )
-            if p is not None:
-                paths[f"pareto_{metric}"] = p
-                if logger is not None:
-                    logger.log_image(f"compression/pareto_{metric}", p)
-    if logger is not None:
-        logger.log_table("compression/results", df)
-    return paths
 
 
 # --------------------------------------------------------------------------- evaluator
@@ -601,14 +459,28 @@ class CompressionEvaluator(Evaluator):
             return list(EUROSAT_CLASSES)
         return [f"class{i}" for i in range(k)]
 
-    def _baseline(self, enc: str, data: dict, results_dir: Path) -> dict[str, np.ndarray]:
-        key = f"{_safe(enc)}__{self.pooling}__{self.split}__k{self.knn_k}__C{self.linear_C}"
-        path = results_dir / "baseline" / f"{key}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                base = {k: z[k] for k in z.files}
-            if not self.linear or "linear" in base:
-                return base
+    def _protocol(self) -> dict[str, Any]:
+        """Parameters every row of one results table must share (baseline + comparison)."""
+        return {
+            "knn_k": self.knn_k, "linear": self.linear, "linear_C": self.linear_C,
+            "linear_Cs": list(self.linear_Cs), "linear_cv": self.linear_cv,
+            "linear_max_iter": self.linear_max_iter, "seed": self.seed,
+            "bootstrap_resamples": self.bootstrap_resamples, "device": str(self.device),
+            "pooling": self.pooling, "split": self.split,
+        }  # fmt: skip
+
+    def _baseline(
+        self, enc: str, data: dict, results_dir: Path, data_fp: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """float32 kNN/linear predictions on the test rows, cached under
+        ``<results_dir>/baseline/`` keyed by the data's content and the probe protocol."""
+        data_fp = data_fp or fingerprint({k: data[k] for k in FEATURE_KEYS})
+        params = {k: v for k, v in self._protocol().items() if k != "bootstrap_resamples"}
+        key = fingerprint(params={"data": data_fp, **params})
+        path = results_dir / "baseline" / f"{_safe(enc)}__{self.pooling}__{self.split}__{key}.npz"
+        base = read_npz_cache(path, key)
+        if base is not None:
+            return base
         base = {
             "knn": _knn(data["x_train"], data["y_train"], data["x_test"], self.knn_k, self.device)
         }
@@ -618,19 +490,30 @@ class CompressionEvaluator(Evaluator):
                 self.linear_cv, self.seed, self.linear_max_iter, self.device,
             )  # fmt: skip
             base["linear_C"] = np.array(c)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **base)
+        write_npz_cache(path, key, base)
         return base
 
-    def _spectra(self, enc: str, data: dict, results_dir: Path) -> None:
+    def _spectra_params(self) -> dict[str, Any]:
+        return {"components": list(self.spectra_components), "id_neighbors": self.id_neighbors,
+                "local_pca_neighbors": self.local_pca_neighbors, "id_max_rows": self.id_max_rows,
+                "seed": self.seed}  # fmt: skip
+
+    def _spectra(self, enc: str, data: dict, results_dir: Path, data_fp: str) -> None:
+        """PCA spectrum + intrinsic dimension of ``x_train``, one CSV keyed by data and params."""
         from geoemb.analysis.intrinsic_dim import intrinsic_dimension_report, pca_spectrum
 
-        path = results_dir / "spectra" / f"{_safe(enc)}__{self.pooling}__{self.split}.csv"
+        key = fingerprint(params={"data": data_fp, **self._spectra_params()})
+        path = results_dir / "spectra" / f"{_safe(enc)}__{self.pooling}__{self.split}__{key}.csv"
         if path.exists():
-            return
+            try:
+                old = pd.read_csv(path)
+                if list(old.get("spectra_key", [])) == [key]:
+                    return
+            except (OSError, ValueError, pd.errors.ParserError) as e:
+                log.warning("spectra cache %s unreadable (%s); recomputing it", path, e)
         x = data["x_train"]
-        row: dict[str, Any] = {"encoder": enc, "dim": x.shape[1], "n_train": x.shape[0]}
+        row: dict[str, Any] = {"encoder": enc, "dim": x.shape[1], "n_train": x.shape[0],
+                               "data_fingerprint": data_fp, "spectra_key": key}  # fmt: skip
         for k, v in pca_spectrum(x, self.spectra_components).items():
             row[f"var@{k}"] = v
         row.update(
@@ -640,6 +523,14 @@ class CompressionEvaluator(Evaluator):
         )
         with atomic_path(path) as tmp:
             pd.DataFrame([row]).to_csv(tmp, index=False)
+
+    def _write_row(self, results_dir: Path, enc: str, cfg: str, row: dict) -> None:
+        target = (
+            results_dir / "rows" / f"{_safe(enc)}__{_safe(cfg)}__{self.pooling}__{self.split}.csv"
+        )
+        buf = io.StringIO()
+        pd.DataFrame([row]).to_csv(buf, index=False)
+        atomic_write_text(target, buf.getvalue())
 
     # ------------------------------------------------------------------ run
     def run(self, output_dir: Path, logger: RunLogger) -> dict[str, float]:
@@ -651,35 +542,45 @@ class CompressionEvaluator(Evaluator):
             return metrics
         fdir = self._features_dir()
         source = "synthetic" if self.synthetic else "real"
+        protocol = fingerprint(params=self._protocol())
+        # read and validate every encoder's table before any expensive work
+        tables = {enc: load_features(fdir, enc, self.pooling, self.split) for enc in self.encoders}
         skipped: list[dict] = []
-        for enc in self.encoders:
-            data = load_features(fdir, enc, self.pooling, self.split)
+        for enc, data in tables.items():
             classes = self._classes(data)
-            base = self._baseline(enc, data, results_dir)
+            data_fp = fingerprint({k: data[k] for k in FEATURE_KEYS})
+            base = self._baseline(enc, data, results_dir, data_fp)
             if self.spectra:
-                self._spectra(enc, data, results_dir)
+                self._spectra(enc, data, results_dir, data_fp)
+            ident = {"encoder": enc, "pooling": self.pooling, "split": self.split,
+                     "data_source": source, "data_fingerprint": data_fp, "protocol": protocol}  # fmt: skip
+            n_train, dim = data["x_train"].shape
             for cfg in self.configs:
-                reason = not_applicable(cfg, data["x_train"].shape[1])
-                if reason:  # e.g. pca128 on a 64-d encoder: the blog's "—" cells
+                reason = not_applicable(cfg, dim, n_train)
+                if reason:  # infeasible by construction: the blog's "—" cells
                     log.warning("skipping %s on %s: %s", cfg, enc, reason)
                     skipped.append({"encoder": enc, "config": cfg, "reason": reason})
+                    self._write_row(results_dir, enc, cfg, {**ident, "config": cfg, "dim": dim,
+                                    "status": "skipped", "skip_reason": reason})  # fmt: skip
                     continue
                 t0 = time.perf_counter()
-                row = evaluate_config(
-                    cfg, data, base, classes, self.knn_k, self.linear, self.linear_C,
-                    self.linear_Cs, self.linear_cv, self.linear_max_iter, self.hamming,
-                    self.parquet, self.bootstrap_resamples, self.seed, self.device,
-                )  # fmt: skip
-                row = {"encoder": enc, "pooling": self.pooling, "split": self.split,
-                       "data_source": source, **row, "total_s": time.perf_counter() - t0}  # fmt: skip
-                target = (
-                    results_dir
-                    / "rows"
-                    / f"{_safe(enc)}__{_safe(cfg)}__{self.pooling}__{self.split}.csv"
-                )
-                buf = io.StringIO()
-                pd.DataFrame([row]).to_csv(buf, index=False)
-                atomic_write_text(target, buf.getvalue())
+                try:
+                    row = evaluate_config(
+                        cfg, data, base, classes, self.knn_k, self.linear, self.linear_C,
+                        self.linear_Cs, self.linear_cv, self.linear_max_iter, self.hamming,
+                        self.parquet, self.bootstrap_resamples, self.seed, self.device,
+                    )  # fmt: skip
+                except Exception as e:
+                    # record the failure under the row's name (so no older row of this config
+                    # survives and no later aggregate builds a table without it), then fail
+                    msg = f"{type(e).__name__}: {e}"
+                    self._write_row(results_dir, enc, cfg, {**ident, "config": cfg, "dim": dim,
+                                    "status": "failed", "skip_reason": msg})  # fmt: skip
+                    raise ConfigFailedError(
+                        f"compression config {cfg!r} failed on encoder {enc!r}: {msg}"
+                    ) from e
+                row = {**ident, **row, "status": "ok", "total_s": time.perf_counter() - t0}
+                self._write_row(results_dir, enc, cfg, row)
                 scal = {
                     f"compression/{enc}/{cfg}/{k}": float(row[k])
                     for k in ("knn_acc", "linear_acc", "hamming_knn_acc", "bytes_payload",
@@ -709,18 +610,10 @@ class CompressionEvaluator(Evaluator):
         return metrics
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m geoemb.evaluation.compression aggregate <results_dir>``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("command", choices=["aggregate"])
-    ap.add_argument("results_dir")
-    ap.add_argument("--no-plots", action="store_true")
-    a = ap.parse_args(argv)
-    for k, v in aggregate(a.results_dir, plots=not a.no_plots).items():
-        print(f"{k}: {v}")
-
+__all__ = [
+    "CompressionEvaluator", "ConfigFailedError", "FeatureFileError", "aggregate",
+    "evaluate_config", "load_features", "main", "not_applicable", "pareto_front",
+]  # fmt: skip
 
 if __name__ == "__main__":
     main()

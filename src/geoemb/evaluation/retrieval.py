@@ -9,11 +9,19 @@ excluded. Methods:
   float (or int8-dequantized) vectors;
 - any other name: a ``geoemb.compression.build(name)`` compressor fitted on a train sample, codes
   decoded and searched exactly (``int8``, ``int4``, ``rotate_affine_int4``, ``turboquant_mse_4``…).
+
+Inputs are validated before any search (2-D, float, finite — the error names the file and the
+first bad row). A method infeasible by construction on this data (its compressor's
+``check_feasible`` raises :class:`~geoemb.compression.InfeasibleConfigError`, e.g. ``pq_8x8`` with
+fewer than 256 train rows) is skipped with a warning and its reason in the ``skipped`` column; any
+other failure propagates and fails the run, so no table with error cells is ever written.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,12 +30,52 @@ import numpy as np
 import pandas as pd
 import torch
 
+from geoemb.compression import InfeasibleConfigError
 from geoemb.compression.bitpack import pack_bits
+from geoemb.errors import InputError
 from geoemb.evaluation.base import Evaluator
 from geoemb.retrieval.bench import measure_qps
 from geoemb.retrieval.recall import exact_knn, recall_at_k, search_excluding, tie_aware_recall
-from geoemb.retrieval.search import build_index, default_hamming_backend
+from geoemb.retrieval.search import BACKENDS, build_index, default_hamming_backend
+from geoemb.utils.io import atomic_write_text
 from geoemb.utils.run_logger import RunLogger
+
+log = logging.getLogger(__name__)
+METRICS = ("cosine", "l2", "ip")
+
+
+def check_embeddings(x: np.ndarray, source: str = "embeddings") -> np.ndarray:
+    """Validate an ``(N, D)`` float embedding matrix; return it as C-contiguous float32.
+
+    Raises
+    ------
+    InputError
+        Not 2-D, empty, not a float dtype, or any NaN/inf value (naming ``source`` and the first
+        bad row).
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or 0 in x.shape:
+        raise InputError(f"{source}: expected a non-empty (N, D) embedding matrix, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"{source}: expected float embeddings, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise InputError(
+            f"{source}: {len(rows)} row(s) contain NaN/inf (first: row {rows[0]}); non-finite "
+            "embeddings are invalid data"
+        )
+    return x
+
+
+def check_method(name: str) -> None:
+    """Raise ``ValueError`` for a recall method name that is neither binary nor a compressor."""
+    if name in ("binary", "binary_rerank", "binary_rerank_int8"):
+        return
+    from geoemb.compression import build
+
+    build(name)  # unknown config -> ValueError listing the accepted patterns
 
 
 def _compressor(name: str, x_train: np.ndarray) -> Any:
@@ -56,7 +104,11 @@ def method_index(name: str, x: np.ndarray, x_train: np.ndarray, metric: str, m: 
             return idx, (lambda q: q), dim / 8 + comp.bytes_per_vector
         idx = build_index("binary_rerank", codes, rerank_vectors=x, dim=dim, metric=metric, m=m)
         return idx, (lambda q: q), dim / 8 + 4 * dim
-    comp = _compressor(name, x_train)
+    from geoemb.compression import build
+
+    comp = build(name)
+    comp.check_feasible(*x_train.shape)  # InfeasibleConfigError: skipped by the caller
+    comp.fit(x_train)
     codes = comp.encode(x)
     idx = build_index("dequantized", codes, compressor=comp, metric=metric,
                       device=torch.device(device))  # fmt: skip
@@ -81,9 +133,13 @@ def recall_table(
     x:
         ``(N, D)`` float32 corpus; queries are ``x[query_ids]`` (excluded from their own results).
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = check_embeddings(x, "recall_table x")
+    for name in methods:
+        check_method(name)
     q = x[query_ids]
     kmax = max(ks)
+    if len(x) - 1 < kmax:
+        raise InputError(f"recall@{kmax} needs more than {kmax} corpus rows, got {len(x)}")
     rows = []
     x_train = x[:train_rows]
     for metric in metrics:
@@ -93,8 +149,9 @@ def recall_table(
         for name in methods:
             try:
                 index, qt, bpv = method_index(name, x, x_train, metric, m=m, device=device)
-            except (ValueError, KeyError, ImportError) as e:
-                rows.append({"method": name, "metric": metric, "error": str(e)})
+            except InfeasibleConfigError as e:  # by construction only; anything else fails
+                log.warning("retrieval: skipping %s (%s): %s", name, metric, e)
+                rows.append({"method": name, "metric": metric, "skipped": str(e)})
                 continue
             t0 = time.perf_counter()
             _, pred = search_excluding(index, qt(q), kmax, query_ids)
@@ -175,6 +232,17 @@ class RetrievalEvaluator(Evaluator):
         self.methods, self.backends = list(methods), list(backends)
         self.ks, self.metrics = [int(v) for v in ks], list(metrics)
         self.m, self.k, self.device, self.seed = int(m), int(k), device, int(seed)
+        # fail on typos before any data is read or searched
+        for name in self.methods:
+            check_method(name)
+        unknown = [b for b in self.backends if b not in BACKENDS and b != "float_cdist"]
+        if unknown:
+            raise ValueError(f"evaluation.backends: unknown {unknown}; known {sorted(BACKENDS)}")
+        bad = [mt for mt in self.metrics if mt not in METRICS]
+        if bad:
+            raise ValueError(f"evaluation.metrics: unknown {bad}; expected some of {METRICS}")
+        if not self.ks or min(self.ks) < 1 or self.k < 1 or self.n_queries < 1:
+            raise ValueError("evaluation.ks, k and n_queries must be positive")
 
     def _data(self) -> tuple[np.ndarray, str]:
         if self.embeddings_path:
@@ -184,7 +252,26 @@ class RetrievalEvaluator(Evaluator):
                     f"evaluation.embeddings_path={p} does not exist; leave it null to run on the "
                     "synthetic corpus"
                 )
-            return np.load(p).astype(np.float32), "file"
+            try:
+                x = np.load(p, allow_pickle=False)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise InputError(
+                    f"evaluation.embeddings_path={p}: cannot read it as a .npy array "
+                    f"({type(e).__name__}: {e}); expected an (N, D) float .npy file"
+                ) from e
+            if not isinstance(x, np.ndarray):  # an .npz archive
+                x.close()
+                raise InputError(
+                    f"evaluation.embeddings_path={p}: is an .npz archive; expected one (N, D) "
+                    "float array saved with numpy.save (.npy)"
+                )
+            x = check_embeddings(x, f"evaluation.embeddings_path={p}")
+            if len(x) <= max(self.ks):
+                raise InputError(
+                    f"evaluation.embeddings_path={p}: {len(x)} rows, recall@{max(self.ks)} needs "
+                    f"more than {max(self.ks)}"
+                )
+            return x, "file"
         from geoemb.data.synthetic.retrieval_corpus import make_embeddings
 
         x, _, _ = make_embeddings(self.n_corpus, self.dim, seed=self.seed)
@@ -214,5 +301,5 @@ class RetrievalEvaluator(Evaluator):
             metrics[f"test/qps/{r['backend']}"] = float(r["QPS"])
         metrics["test/n_corpus"] = float(len(x))
         logger.log_metrics(metrics)
-        (output_dir / "data_source.txt").write_text(source + "\n")
+        atomic_write_text(output_dir / "data_source.txt", source + "\n")
         return metrics

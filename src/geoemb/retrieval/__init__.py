@@ -10,6 +10,7 @@ CLI: ``python -m geoemb.retrieval {synth,build-corpus,query,exemplar,bench} --he
 """
 
 from geoemb.retrieval.bench import Timing, measure_qps
+from geoemb.retrieval.build import BuildLockedError, CorpusIntegrityError
 from geoemb.retrieval.exemplar import (
     compose,
     exemplar_query,
@@ -49,6 +50,8 @@ __all__ = [
     "BACKENDS",
     "HAMMING_BACKENDS",
     "BinaryRerankIndex",
+    "BuildLockedError",
+    "CorpusIntegrityError",
     "CorpusBuilder",
     "CorpusStore",
     "SearchIndex",

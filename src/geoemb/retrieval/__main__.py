@@ -7,7 +7,12 @@ Examples::
         --out data/corpus --precision 2 --dim 128
     python -m geoemb.retrieval query --corpus data/corpus --bbox 170 -10 -170 10 --id 42 --k 10
     python -m geoemb.retrieval exemplar --corpus data/corpus --bbox -20 -20 40 40 \
-        --pos 10.5,3.2 --neg -5,1 --combine mean --view topk --k 50 --out results.parquet
+        --pos-id 3 --neg-id 4 --combine mean --view topk --k 50 --out results.parquet
+
+Exemplars are corpus rows: by id (``--pos-id/--neg-id``) or by a LON,LAT point inside a row's
+footprint (``--pos/--neg``; negative values work as is, ``--neg -5,1``, or as ``--neg=-5,1``).
+A geoemb error (bad input, resume with other arguments, a build already running) prints one line
+and exits with status 2.
     python -m geoemb.retrieval bench --quick
 """
 
@@ -16,10 +21,14 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from geoemb.errors import GeoembError, InputError, OutputError
 
 
 def _point(s: str) -> tuple[float, float]:
@@ -27,7 +36,27 @@ def _point(s: str) -> tuple[float, float]:
         lon, lat = (float(v) for v in s.split(","))
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected LON,LAT, got {s!r}") from e
+    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lon) > 180 or abs(lat) > 90:
+        raise argparse.ArgumentTypeError(f"expected finite LON,LAT within ±180, ±90, got {s!r}")
     return lon, lat
+
+
+_POINT_OPTS = ("--pos", "--neg", "--point")
+_NUMBER_PAIR = re.compile(r"^-[\d.]+(e-?\d+)?,\s*-?[\d.]+(e-?\d+)?$", re.IGNORECASE)
+
+
+def _join_negative_points(argv: list[str]) -> list[str]:
+    """``--neg -5,1`` → ``--neg=-5,1``: argparse would read ``-5,1`` as an unknown option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _POINT_OPTS and i + 1 < len(argv) and _NUMBER_PAIR.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _roi_args(p: argparse.ArgumentParser) -> None:
@@ -46,38 +75,94 @@ def cmd_synth(a: argparse.Namespace) -> None:
     print(f"wrote synthetic float32 corpus to {root}")
 
 
-def cmd_build(a: argparse.Namespace) -> None:
-    from geoemb.retrieval.store import CorpusBuilder, iter_parquet_parts
-
-    src = Path(a.input)
-    paths = (
-        sorted(glob.glob(str(src / "*.parquet"))) if src.is_dir() else sorted(glob.glob(a.input))
-    )
+def _input_files(spec: str) -> list[str]:
+    src = Path(spec)
+    paths = sorted(glob.glob(str(src / "*.parquet"))) if src.is_dir() else sorted(glob.glob(spec))
     if not paths:
-        sys.exit(f"build-corpus: no Parquet files found at {a.input}")
+        raise InputError(f"build-corpus: no Parquet files found at {spec}")
+    return paths
+
+
+def _check_width(path: str, dim: int, quantizer: str) -> None:
+    """The code/embedding column width must fit ``--dim`` (checked on the footer, no data read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for col, want in (
+        ("code", (dim + 7) // 8),
+        ("embedding", dim if quantizer == "binary" else None),
+    ):
+        if col in schema.names:
+            t = schema.field(col).type
+            if not pa.types.is_fixed_size_list(t):
+                raise InputError(f"{path}: column {col!r} must be a FixedSizeList, got {t}")
+            if want is not None and t.list_size != want:
+                raise InputError(
+                    f"{path}: column {col!r} has width {t.list_size} but --dim {dim} needs {want}"
+                    + (
+                        " (binary codes have one bit per embedding dimension)"
+                        if col == "embedding"
+                        else ""
+                    )
+                )
+            return
+
+
+def cmd_build(a: argparse.Namespace) -> None:
+    import pyarrow.parquet as pq
+
+    from geoemb.retrieval.build import CorpusBuilder
+    from geoemb.retrieval.inputs import (
+        check_rows,
+        fsl_to_numpy,
+        input_identity,
+        iter_parquet_parts,
+    )
+
+    for name, v, lo in (("--batch-rows", a.batch_rows, 1), ("--max-rows", a.max_rows, 1),
+                        ("--dim", a.dim, 1), ("--fit-rows", a.fit_rows, 1)):  # fmt: skip
+        if v < lo:
+            raise InputError(f"build-corpus: {name} must be >= {lo}, got {v}")
+    paths = _input_files(a.input)
+    out = Path(a.out).resolve()
+    for f in paths:
+        if out == Path(f).resolve().parent:  # its manifest.parquet would become an input
+            raise OutputError(
+                f"build-corpus: --out {a.out} is the folder of the input file {f}; write the "
+                "corpus elsewhere"
+            )
+    # every input's footer is read (truncated files fail here, before any work) and identified
+    inputs = [input_identity(p) for p in paths]
+    for f in paths:
+        _check_width(f, a.dim, a.quantizer)
+    total_rows = sum(d["rows"] for d in inputs)
+    source = {"inputs": inputs, "batch_rows": int(a.batch_rows), "embedding_column": "embedding",
+              "quantizer": a.quantizer}  # fmt: skip
+    if a.quantizer != "binary":
+        source["fit_rows"] = int(a.fit_rows)
     encoder, quant = None, {"method": "binary", "threshold": 0.0, "bits": 1}
     if a.quantizer != "binary":
-        import pyarrow.parquet as pq
-
         from geoemb.compression import build as build_compressor
-        from geoemb.retrieval.store import fsl_to_numpy
 
         comp = build_compressor(a.quantizer)
         sample = fsl_to_numpy(
             pq.read_table(paths[0], columns=["embedding"])["embedding"], np.float32
-        )
-        comp.fit(sample[: a.fit_rows])
+        )[: a.fit_rows]
+        check_rows({"embedding": sample, "lon": [], "lat": []},
+                   lambda i: f"{paths[0]} row {i} (quantizer fit sample)")  # fmt: skip
+        comp.fit(sample)
         encoder = comp.encode
         quant = {"method": comp.name, "bytes_per_vector": comp.bytes_per_vector,
-                 "fit_rows": int(min(a.fit_rows, len(sample))), "fit_file": Path(paths[0]).name}  # fmt: skip
+                 "fit_rows": int(len(sample)), "fit_file": Path(paths[0]).name}  # fmt: skip
     builder = CorpusBuilder(a.out, dim=a.dim, geohash_precision=a.precision,
                             max_rows_per_shard=a.max_rows, quantization=quant,
-                            model=json.loads(a.model), encoder=encoder)  # fmt: skip
+                            model=json.loads(a.model), encoder=encoder, source=source)  # fmt: skip
     manifest = builder.build(
-        iter_parquet_parts(paths, batch_rows=a.batch_rows), progress=not a.quiet
+        iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
+        progress=not a.quiet,
+        expected_rows=total_rows,
     )
-    import pyarrow.parquet as pq
-
     info = json.loads(pq.read_schema(manifest).metadata[b"geoemb:manifest"])
     print(f"manifest {manifest}: {info['n_rows']} rows in {info['n_shards']} shards")
 
@@ -89,12 +174,17 @@ def cmd_query(a: argparse.Namespace) -> None:
     store = CorpusStore(a.corpus, engine=a.engine)
     if a.id is not None:
         rows = store.lookup_ids([a.id])
+        if rows.num_rows == 0:
+            raise InputError(f"query: id {a.id} is not in the corpus {a.corpus}")
     elif a.point is not None:
         rows = store.lookup_point(*a.point)
+        if rows.num_rows == 0:
+            raise InputError(
+                f"query: no row of the corpus {a.corpus} covers the point {a.point} "
+                f"(corpus extent {_extent(store)})"
+            )
     else:
-        sys.exit("query: give --id or --point for the query vector")
-    if rows.num_rows == 0:
-        sys.exit("query: the query location/id is not in the corpus")
+        raise InputError("query: give --id or --point for the query vector")
     res = store.search(
         store.codes(rows), a.k + 1, bbox=a.bbox, polygon=a.polygon, backend=a.backend
     )
@@ -104,6 +194,17 @@ def cmd_query(a: argparse.Namespace) -> None:
     if a.out:
         export_geoparquet(res, a.out)
         print(f"wrote {a.out}")
+
+
+def _extent(store) -> str:
+    m = store.manifest
+    if m.num_rows == 0:
+        return "empty"
+    import pyarrow.compute as pc
+
+    w, s = pc.min(m["xmin"]).as_py(), pc.min(m["ymin"]).as_py()
+    e, n = pc.max(m["xmax"]).as_py(), pc.max(m["ymax"]).as_py()
+    return f"W={w:.4g} S={s:.4g} E={e:.4g} N={n:.4g}"
 
 
 def cmd_exemplar(a: argparse.Namespace) -> None:
@@ -200,9 +301,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
 
-    a = ap.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = ap.parse_args(_join_negative_points(argv))
     a.fn(a)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """:func:`main` for the command line: a geoemb error is one line on stderr and exit code 2."""
+    try:
+        main(argv)
+    except GeoembError as e:
+        print(f"python -m geoemb.retrieval: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

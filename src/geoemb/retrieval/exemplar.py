@@ -20,10 +20,13 @@ import numpy as np
 import pyarrow as pa
 
 from geoemb.compression.bitpack import pack_bits, unpack_bits
+from geoemb.errors import InputError
 from geoemb.retrieval.hamming import check_codes, hamming_numpy, invert_codes, to_words
 from geoemb.utils.geoparquet import write_geoparquet
 
 COMBINE = ("mean", "and", "or", "xor", "majority")
+#: Largest score raster written (float32: 1 GB); a typo'd resolution must not exhaust memory.
+MAX_RASTER_CELLS = 250_000_000
 
 
 def compose(codes: np.ndarray, op: str, dim: int | None = None) -> np.ndarray:
@@ -121,6 +124,8 @@ def score_raster(
         ``(res, 0, west, 0, -res, north)`` (rasterio/GDAL order ``a, b, c, d, e, f``).
     """
     lon, lat, scores = (np.asarray(v, dtype=np.float64) for v in (lon, lat, scores))
+    if not (np.isfinite(resolution) and resolution > 0):
+        raise InputError(f"score_raster: resolution must be a positive number, got {resolution}")
     if bounds is None:
         if len(lon) == 0:
             raise ValueError("score_raster: no rows and no bounds given")
@@ -133,6 +138,11 @@ def score_raster(
     w, s, e, n = (float(b) for b in bounds)
     width = max(1, int(np.ceil((e - w) / resolution)))
     height = max(1, int(np.ceil((n - s) / resolution)))
+    if width * height > MAX_RASTER_CELLS:
+        raise InputError(
+            f"score_raster: {width} x {height} cells at resolution {resolution} exceeds "
+            f"{MAX_RASTER_CELLS:,} cells; use a coarser resolution or a smaller ROI"
+        )
     col = np.clip(((lon - w) / resolution).astype(np.int64), 0, width - 1)
     row = np.clip(((n - lat) / resolution).astype(np.int64), 0, height - 1)
     inside = (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
@@ -177,16 +187,22 @@ def resolve_exemplars(store: Any, points: Sequence[Sequence[float]] = (),
     also outside the ROI) and/or row ids."""
     codes, out_ids = [], []
     for lon, lat in points:
-        row = store.lookup_point(float(lon), float(lat))
+        lon, lat = float(lon), float(lat)
+        if not (np.isfinite(lon) and np.isfinite(lat)):
+            raise InputError(f"exemplar point ({lon}, {lat}): coordinates must be finite")
+        row = store.lookup_point(lon, lat)
         if row.num_rows == 0:
-            raise ValueError(f"exemplar point ({lon}, {lat}): no corpus row covers this location")
+            raise InputError(
+                f"exemplar point ({lon}, {lat}): no row of the corpus {store.root} covers this "
+                "location (exemplars must be corpus rows; pick a point inside a row's footprint)"
+            )
         codes.append(store.codes(row))
         out_ids.append(int(row["id"][0].as_py()))
     if len(ids):
         rows = store.lookup_ids(ids)
         missing = set(map(int, ids)) - set(rows["id"].to_pylist())
         if missing:
-            raise ValueError(f"exemplar ids not in corpus: {sorted(missing)}")
+            raise InputError(f"exemplar ids not in the corpus {store.root}: {sorted(missing)}")
         codes.append(store.codes(rows))
         out_ids.extend(rows["id"].to_pylist())
     nb = store.code_bytes
@@ -213,6 +229,10 @@ def exemplar_query(
     ``"threshold"`` (score <= threshold), or all ROI rows with their score for ``view="full"``.
     Exemplar rows are excluded from ``topk``/``threshold`` results. Empty ROI → empty table.
     """
+    if view == "topk" and (not isinstance(k, int | np.integer) or k < 1):
+        raise InputError(f"exemplar query: k must be a positive integer, got {k!r}")
+    if threshold is not None and not np.isfinite(threshold):
+        raise InputError(f"exemplar query: threshold must be finite, got {threshold}")
     pos_codes, pos_ids = resolve_exemplars(store, positives, positive_ids)
     neg_codes, neg_ids = resolve_exemplars(store, negatives, negative_ids)
     roi = store.read(bbox, polygon)

@@ -166,7 +166,8 @@ def unpack_pm1(codes: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32
 def hamming_torch_gemm(queries_pm1: torch.Tensor, database_pm1: torch.Tensor) -> torch.Tensor:
     """``(nq, n)`` int64 Hamming distances from ±1 matrices: ``H = (L - s·tᵀ) / 2``.
 
-    Exact in float32 for ``L < 2**24`` and in fp16/bf16 for ``L <= 2048`` (sums of ±1 are exact).
+    Exact in float32 for ``L < 2**24``, in fp16 for ``L <= 2048`` and in bf16 for ``L <= 256``
+    (the largest integers those formats hold exactly); both operands must share one dtype.
     """
     dim = queries_pm1.shape[1]
     dots = queries_pm1 @ database_pm1.T

@@ -206,30 +206,51 @@ class HammingTorchIndex(_HammingBase):
         return d_run, i_run
 
 
+#: Largest code length whose ±1 dot products (|s·t| <= L) are all exact integers in fp16.
+FP16_EXACT_BITS = 2048
+
+
+def gemm_dtype(device: str | torch.device, dim: int) -> torch.dtype:
+    """GEMM dtype :class:`HammingGemmIndex` picks: fp16 on CUDA up to 2048 bits, else fp32."""
+    cuda = torch.device(device).type == "cuda"
+    return torch.float16 if cuda and dim <= FP16_EXACT_BITS else torch.float32
+
+
 class HammingGemmIndex(_HammingBase):
-    """Unpack to ±1 and use ``H = (L - s·t)/2`` (fp16 on CUDA, fp32 on CPU), chunked.
+    """Unpack to ±1 and use ``H = (L - s·t)/2`` (fp16 on CUDA up to 2048 bits, else fp32), chunked.
 
     ``cache_unpacked=True`` keeps the unpacked database (``L`` × 2 or 4 bytes per row) resident;
-    the default unpacks chunk by chunk (memory bounded) except on CUDA.
+    the default unpacks chunk by chunk (memory bounded) except on CUDA. ``dtype`` overrides
+    :func:`gemm_dtype` (fp16 is refused above 2048 bits, where it is no longer exact); database
+    and queries always share one dtype.
     """
 
     name = "hamming_gemm"
 
     def __init__(self, codes: ArrayLike, dim: int | None = None, chunk_size: int = 65536,
                  query_batch: int = 1024, device: str | torch.device | None = None,
-                 cache_unpacked: bool | None = None) -> None:  # fmt: skip
+                 cache_unpacked: bool | None = None, dtype: torch.dtype | None = None) -> None:  # fmt: skip
         self.device = torch.device(device) if device is not None else (
             codes.device if isinstance(codes, torch.Tensor) else torch.device("cpu")
         )  # fmt: skip
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self._dtype_arg = dtype
         self.cache_unpacked = (
             self.device.type == "cuda" if cache_unpacked is None else cache_unpacked
         )
         super().__init__(codes, dim, chunk_size=chunk_size, query_batch=query_batch)
-        if self.dim > 2048 and self.dtype == torch.float16:
-            self.dtype = torch.float32
 
     def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
+        # the dtype is fixed here, once self.dim is known, before anything is unpacked with it
+        dt = self._dtype_arg
+        self.dtype = gemm_dtype(self.device, self.dim) if dt is None else dt
+        exact_bits = {torch.float16: FP16_EXACT_BITS, torch.bfloat16: 256,
+                      torch.float32: 1 << 24, torch.float64: 1 << 53}  # fmt: skip
+        if self.dtype not in exact_bits:
+            raise ValueError(f"hamming_gemm: dtype must be a float dtype, got {self.dtype}")
+        if self.dim > exact_bits[self.dtype]:
+            raise ValueError(
+                f"hamming_gemm: {self.dtype} is not exact for {self.dim}-bit codes; use float32"
+            )
         packed = torch.from_numpy(codes_np).to(self.device)
         self._chunks = [
             packed[s : s + self.chunk_size] for s in range(0, self.ntotal, self.chunk_size)

@@ -1,10 +1,11 @@
-"""Geohash-partitioned Parquet corpus of packed codes + manifest; streaming, resumable builder; ROI query.
+"""Geohash-partitioned Parquet corpus of packed codes + manifest: the read side (ROI query).
 
-On-disk layout (``root/``)::
+The builder (layout, resume and integrity guarantees) is :mod:`geoemb.retrieval.build`; its names
+are re-exported here. On-disk layout (``root/``)::
 
     geohash=<cell>/part-<PPPPP>-<JJJ>.parquet   one shard = rows of input part P in cell, chunk J
     _parts/part-<PPPPP>.json                    completion record of input part P (written last)
-    _build.json                                 builder configuration (checked on resume)
+    _build.json                                 builder configuration + inputs (checked on resume)
     manifest.parquet                            path, rows, xmin, ymin, xmax, ymax, cell, part, bytes, sha256
 
 Shard schema: ``id`` int64, ``code`` FixedSizeList<uint8>[B] (np.packbits layout), ``lon``/``lat``
@@ -21,11 +22,9 @@ row filter then makes it exact. Query boxes crossing the antimeridian (``W > E``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,21 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import shapely
 
-from geoemb.compression.bitpack import pack_bits
-from geoemb.retrieval import geohash
-from geoemb.utils.geoparquet import bbox_struct, boxes_wkb, points_wkb, with_geo_metadata
-from geoemb.utils.io import atomic_path, atomic_write_text
+from geoemb.errors import InputError
+from geoemb.retrieval.build import (  # noqa: F401  (re-exported: the builder used to live here)
+    MANIFEST,
+    MANIFEST_VERSION,
+    BuildConfig,
+    BuildLockedError,
+    CorpusBuilder,
+    CorpusIntegrityError,
+    fsl_to_numpy,
+    input_identity,
+    iter_parquet_parts,
+    write_manifest,
+)
+from geoemb.utils.geoparquet import bbox_struct
 
-MANIFEST = "manifest.parquet"
-MANIFEST_VERSION = 1
 Box = tuple[float, float, float, float]
 
 
@@ -54,6 +61,8 @@ def split_antimeridian(box: Sequence[float]) -> list[Box]:
     if len(box) != 4:
         raise ValueError(f"bbox must be (west, south, east, north), got {box!r}")
     w, s, e, n = (float(v) for v in box)
+    if not all(np.isfinite([w, s, e, n])):
+        raise InputError(f"bbox {tuple(box)!r}: coordinates must be finite")
     if s > n:
         raise ValueError(f"bbox south={s} > north={n}")
     if w > e:
@@ -61,28 +70,17 @@ def split_antimeridian(box: Sequence[float]) -> list[Box]:
     return [(w, s, e, n)]
 
 
-def _fsl(arr: np.ndarray) -> pa.FixedSizeListArray:
-    arr = np.ascontiguousarray(arr)
-    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
-
-
-def fsl_to_numpy(col: pa.ChunkedArray | pa.Array, dtype=np.uint8) -> np.ndarray:
-    """FixedSizeList column → ``(n, width)`` numpy array."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
-    width = col.type.list_size
-    if len(col) == 0:
-        return np.zeros((0, width), dtype=dtype)
-    values = col.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=dtype).reshape(len(col), width)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _polygon(polygon: Any) -> Any:
+    """A shapely geometry from WKT (or as given); unparsable or empty WKT is an InputError."""
+    if not isinstance(polygon, str):
+        return polygon
+    try:
+        geom = shapely.from_wkt(polygon)
+    except shapely.errors.GEOSException as e:
+        raise InputError(f"polygon {polygon[:80]!r}: not valid WKT ({e})") from e
+    if geom is None or geom.is_empty or not np.isfinite(geom.bounds).all():
+        raise InputError(f"polygon {polygon[:80]!r}: empty or non-finite geometry")
+    return geom
 
 
 def _box_expr(prefix: Callable[[str], pc.Expression], boxes: list[Box]) -> pc.Expression:
@@ -96,227 +94,6 @@ def _box_expr(prefix: Callable[[str], pc.Expression], boxes: list[Box]) -> pc.Ex
         )
         expr = one if expr is None else (expr | one)
     return expr
-
-
-# --------------------------------------------------------------------------- builder
-
-
-@dataclass
-class BuildConfig:
-    """What must stay identical across a (resumed) build."""
-
-    geohash_precision: int
-    code_bytes: int
-    dim: int
-    max_rows_per_shard: int
-    quantization: dict
-    model: dict
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
-
-
-class CorpusBuilder:
-    """Stream batches of rows into geohash shards, atomically per shard, resumable per input part.
-
-    Parameters
-    ----------
-    root:
-        Output directory.
-    dim:
-        Number of code bits ``L``; codes are ``ceil(L/8)`` bytes.
-    geohash_precision:
-        Cell precision (1..12) of the ``geohash=<cell>`` partitions.
-    max_rows_per_shard:
-        Rows per shard file (TerraBit: 5,000).
-    quantization, model:
-        Metadata dicts written to every shard footer and the manifest.
-    encoder:
-        Optional ``embeddings (n, D) float -> codes (n, B) uint8`` (e.g. ``compressor.encode``) used
-        when a batch has ``embedding`` instead of ``code``. Default: sign binary (``x > 0``).
-
-    Batches are mappings with ``id`` (int64, unique), ``lon``, ``lat`` (centroids), ``code`` (packed
-    uint8) or ``embedding`` (float), optional ``bbox`` ``(n, 4)`` (xmin, ymin, xmax, ymax; default
-    the point) and ``geometry`` (WKB; default point or bbox polygon), and any extra columns.
-    """
-
-    def __init__(self, root: str | os.PathLike, dim: int, geohash_precision: int = 3,
-                 max_rows_per_shard: int = 5000, quantization: Mapping | None = None,
-                 model: Mapping | None = None,
-                 encoder: Callable[[np.ndarray], np.ndarray] | None = None) -> None:  # fmt: skip
-        self.root = Path(root)
-        geohash._check_precision(geohash_precision)
-        if max_rows_per_shard < 1:
-            raise ValueError("max_rows_per_shard must be >= 1")
-        quant = dict(quantization or {"method": "binary", "threshold": 0.0, "bits": 1})
-        self.config = BuildConfig(int(geohash_precision), (int(dim) + 7) // 8, int(dim),
-                                  int(max_rows_per_shard), quant, dict(model or {}))  # fmt: skip
-        self.encoder = encoder or (lambda x: pack_bits(np.asarray(x) > 0))
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "_parts").mkdir(exist_ok=True)
-        cfg_path = self.root / "_build.json"
-        if cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
-            if old != json.loads(self.config.to_json()):
-                raise ValueError(
-                    f"{cfg_path}: existing build has a different configuration {old}; "
-                    f"refusing to resume with {self.config.to_json()} (use a new root)"
-                )
-        else:
-            atomic_write_text(cfg_path, self.config.to_json())
-        for stale in self.root.glob("geohash=*/.*tmp*"):  # temp files of a killed writer
-            stale.unlink(missing_ok=True)
-
-    def _marker(self, part: int) -> Path:
-        return self.root / "_parts" / f"part-{part:05d}.json"
-
-    def is_done(self, part: int) -> bool:
-        """Whether input part ``part`` has been completely written."""
-        return self._marker(part).exists()
-
-    def _table(self, batch: Mapping[str, Any]) -> pa.Table:
-        for key in ("id", "lon", "lat"):
-            if key not in batch:
-                raise ValueError(f"corpus batch lacks required field {key!r}")
-        ids = np.asarray(batch["id"], dtype=np.int64)
-        n = len(ids)
-        lon = np.asarray(batch["lon"], dtype=np.float64)
-        lat = np.asarray(batch["lat"], dtype=np.float64)
-        if "code" in batch:
-            codes = np.asarray(batch["code"])
-        elif "embedding" in batch:
-            codes = np.asarray(self.encoder(np.asarray(batch["embedding"], dtype=np.float32)))
-        else:
-            raise ValueError("corpus batch needs 'code' (packed uint8) or 'embedding' (float)")
-        if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != self.config.code_bytes:
-            raise ValueError(
-                f"corpus batch field 'code': expected (n, {self.config.code_bytes}) uint8 for "
-                f"dim={self.config.dim} bits, got {codes.dtype} {codes.shape}"
-            )
-        if len(lon) != n or len(lat) != n or len(codes) != n:
-            raise ValueError("corpus batch fields id/lon/lat/code have different lengths")
-        if "bbox" in batch:
-            bb = np.asarray(batch["bbox"], dtype=np.float64).reshape(n, 4)
-        else:
-            bb = np.stack([lon, lat, lon, lat], axis=1)
-        if "geometry" in batch:
-            geom = pa.array(list(batch["geometry"]), type=pa.binary())
-        elif "bbox" in batch:
-            geom = boxes_wkb(*bb.T)
-        else:
-            geom = points_wkb(lon, lat)
-        cols = {"id": pa.array(ids), "code": _fsl(codes), "lon": pa.array(lon),
-                "lat": pa.array(lat), "bbox": bbox_struct(*bb.T), "geometry": geom}  # fmt: skip
-        for key, value in batch.items():
-            if key in cols or key == "embedding":
-                continue
-            arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-            cols[key] = _fsl(arr) if arr.ndim == 2 else pa.array(arr)
-        return pa.table(cols)
-
-    def write_part(self, part: int, batch: Mapping[str, Any]) -> list[dict]:
-        """Write the shards of input part ``part`` (skipped when already complete)."""
-        marker = self._marker(part)
-        if marker.exists():
-            return json.loads(marker.read_text())
-        table = self._table(batch)
-        cells = geohash.encode(table["lat"].to_numpy(), table["lon"].to_numpy(),
-                               self.config.geohash_precision)  # fmt: skip
-        order = np.lexsort((table["id"].to_numpy(), cells))
-        table, cells = table.take(pa.array(order)), np.asarray(cells)[order]
-        meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
-        infos = []
-        uniq, starts = np.unique(cells, return_index=True)
-        bounds = list(starts) + [len(cells)]
-        for c, cell in enumerate(uniq):
-            for j, s in enumerate(range(bounds[c], bounds[c + 1], self.config.max_rows_per_shard)):
-                e = min(s + self.config.max_rows_per_shard, bounds[c + 1])
-                sub = with_geo_metadata(table.slice(s, e - s), extra_metadata=meta)
-                rel = f"geohash={cell}/part-{part:05d}-{j:03d}.parquet"
-                path = self.root / rel
-                with atomic_path(path) as tmp:
-                    pq.write_table(sub, tmp, compression="zstd")
-                b = sub["bbox"].combine_chunks()
-                infos.append({
-                    "path": rel, "rows": int(e - s), "cell": str(cell), "part": int(part),
-                    "xmin": float(pc.min(b.field("xmin")).as_py()),
-                    "ymin": float(pc.min(b.field("ymin")).as_py()),
-                    "xmax": float(pc.max(b.field("xmax")).as_py()),
-                    "ymax": float(pc.max(b.field("ymax")).as_py()),
-                    "bytes": path.stat().st_size, "sha256": _sha256(path),
-                })  # fmt: skip
-        atomic_write_text(marker, json.dumps(infos))
-        return infos
-
-    def build(self, batches: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
-              total: int | None = None, progress: bool = True) -> Path:  # fmt: skip
-        """Write all parts (``(part_id, batch)`` pairs or batches numbered 0, 1, …) and the manifest."""
-        from tqdm.auto import tqdm
-
-        it = tqdm(batches, total=total, disable=not progress, desc="corpus parts", unit="part")
-        for n, item in enumerate(it):
-            part, batch = item if isinstance(item, tuple) else (n, item)
-            self.write_part(int(part), batch)
-        return self.finalize()
-
-    def finalize(self) -> Path:
-        """Write ``manifest.parquet`` from the completed parts (atomic)."""
-        return write_manifest(self.root)
-
-
-def write_manifest(root: str | os.PathLike) -> Path:
-    """(Re)build ``root/manifest.parquet`` from ``_parts/*.json`` and ``_build.json``."""
-    root = Path(root)
-    cfg = json.loads((root / "_build.json").read_text())
-    rows: list[dict] = []
-    for marker in sorted((root / "_parts").glob("part-*.json")):
-        rows.extend(json.loads(marker.read_text()))
-    rows.sort(key=lambda r: r["path"])
-    schema = pa.schema([("path", pa.string()), ("rows", pa.int64()), ("xmin", pa.float64()),
-                        ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64()),
-                        ("cell", pa.string()), ("part", pa.int64()), ("bytes", pa.int64()),
-                        ("sha256", pa.string())])  # fmt: skip
-    table = pa.Table.from_pylist(rows, schema=schema)
-    info = {"manifest_version": MANIFEST_VERSION, "partitioning": "geohash",
-            "geohash_precision": cfg["geohash_precision"], "code_column": "code",
-            "code_bytes": cfg["code_bytes"], "dim": cfg["dim"],
-            "max_rows_per_shard": cfg["max_rows_per_shard"],
-            "n_rows": int(sum(r["rows"] for r in rows)), "n_shards": len(rows)}  # fmt: skip
-    meta = {b"geoemb:manifest": json.dumps(info).encode(),
-            b"geoemb:quantization": json.dumps(cfg["quantization"]).encode(),
-            b"geoemb:model": json.dumps(cfg["model"]).encode()}  # fmt: skip
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(root / MANIFEST) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return root / MANIFEST
-
-
-def iter_parquet_parts(paths: Sequence[str | os.PathLike], batch_rows: int = 65536,
-                       embedding_column: str = "embedding") -> Iterator[tuple[int, dict]]:  # fmt: skip
-    """Stream input Parquet files as numbered parts (deterministic order) for :class:`CorpusBuilder`.
-
-    Reads columns ``id, lon, lat`` and ``embedding`` (FixedSizeList<float>) or ``code``
-    (FixedSizeList<uint8>), plus ``bbox`` struct when present.
-    """
-    part = 0
-    for path in sorted(map(str, paths)):
-        f = pq.ParquetFile(path)
-        names = f.schema_arrow.names
-        if embedding_column not in names and "code" not in names:
-            raise ValueError(f"{path}: needs an {embedding_column!r} or 'code' column, has {names}")
-        for rb in f.iter_batches(batch_size=batch_rows):
-            batch: dict[str, Any] = {k: rb.column(k).to_numpy() for k in ("id", "lon", "lat")}
-            if "code" in names:
-                batch["code"] = fsl_to_numpy(rb.column("code"), np.uint8)
-            else:
-                batch["embedding"] = fsl_to_numpy(rb.column(embedding_column), np.float32)
-            if "bbox" in names:
-                b = rb.column("bbox")
-                batch["bbox"] = np.stack(
-                    [b.field(f).to_numpy() for f in ("xmin", "ymin", "xmax", "ymax")], 1
-                )
-            yield part, batch
-            part += 1
 
 
 # --------------------------------------------------------------------------- query side
@@ -346,12 +123,15 @@ class CorpusStore:
             raise ValueError(f"engine must be 'pyarrow' or 'duckdb', got {engine!r}")
         self.engine = engine
         self.verify = verify
-        self.manifest = pq.read_table(path)
+        try:
+            self.manifest = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(f"cannot read corpus manifest {path}: {e}") from e
         meta = self.manifest.schema.metadata or {}
         try:
             self.info = json.loads(meta[b"geoemb:manifest"])
         except KeyError as e:
-            raise ValueError(f"{path}: footer lacks 'geoemb:manifest' metadata") from e
+            raise InputError(f"{path}: footer lacks 'geoemb:manifest' metadata") from e
         self.quantization = json.loads(meta.get(b"geoemb:quantization", b"{}"))
         self.model = json.loads(meta.get(b"geoemb:model", b"{}"))
         self.dim = int(self.info["dim"])
@@ -384,7 +164,7 @@ class CorpusStore:
         if bbox is not None and polygon is not None:
             raise ValueError("give either bbox or polygon, not both")
         if polygon is not None:
-            geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+            geom = _polygon(polygon)
             return [tuple(float(v) for v in geom.bounds)]
         return None if bbox is None else split_antimeridian(bbox)
 
@@ -411,7 +191,7 @@ class CorpusStore:
             expr = None if boxes is None else _box_expr(lambda f: pc.field("bbox", f), boxes)
             table = ds.dataset(paths, format="parquet", schema=schema).to_table(filter=expr)
             if polygon is not None and table.num_rows:
-                geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+                geom = _polygon(polygon)
                 rows = shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))
                 table = table.filter(pa.array(shapely.intersects(rows, geom)))
         table = table.sort_by("id")
@@ -436,6 +216,8 @@ class CorpusStore:
 
     def lookup_point(self, lon: float, lat: float) -> pa.Table:
         """The row whose bbox contains ``(lon, lat)`` (nearest centroid wins); 0 rows if none."""
+        if not (np.isfinite(lon) and np.isfinite(lat)):
+            raise InputError(f"point ({lon}, {lat}): coordinates must be finite")
         t = self.read(bbox=(lon, lat, lon, lat))
         if t.num_rows <= 1:
             return t

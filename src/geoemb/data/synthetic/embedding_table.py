@@ -13,6 +13,7 @@ runs end to end without real data. Outputs are labelled synthetic (``data_source
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,6 +31,19 @@ DEFAULT_ENCODERS: dict[str, tuple[int, int]] = {
 
 #: EuroSAT random split as GeoPool uses it (train / test only).
 EUROSAT_TRAIN, EUROSAT_TEST = 16_200, 5_400
+#: Bumped when the generated data change for the same parameters (invalidates old caches).
+#: 2: each table is seeded by (seed, encoder, method, split) *names*, not list positions.
+GENERATOR_VERSION = 2
+
+
+def table_seed(seed: int, encoder: str, method: str, split: str) -> int:
+    """Stable 64-bit seed of one table from its names (not Python's salted ``hash()``).
+
+    An encoder's stand-in data are therefore identical whichever other encoders (or pooling
+    methods) are generated with it.
+    """
+    key = json.dumps([int(seed), str(encoder), str(method), str(split)]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
 
 
 def make_table(
@@ -90,11 +104,14 @@ def generate(
 ) -> Path:
     """Write ``<root>/embeddings/<encoder>/<method>/{standard,spatial}.npz``; return ``<root>/embeddings``.
 
-    Skips the work when ``<root>/embeddings/.complete`` exists with the same parameters.
+    Skips the work when ``<root>/embeddings/.complete`` exists with the same parameters. Each
+    table is seeded by :func:`table_seed` from its encoder/method/split names, so an encoder's data
+    do not depend on which other encoders are requested.
     """
     encoders = dict(DEFAULT_ENCODERS if encoders is None else encoders)
     out = Path(root) / "embeddings"
     params = {
+        "generator_version": GENERATOR_VERSION,
         "encoders": {k: list(v) for k, v in encoders.items()},
         "n_train": n_train,
         "n_test": n_test,
@@ -106,12 +123,12 @@ def generate(
     marker = out / ".complete"
     if marker.exists() and json.loads(marker.read_text()) == params:
         return out
-    for e_i, (enc, (dim, m)) in enumerate(encoders.items()):
-        for m_i, method in enumerate(methods):
-            for s_i, (split, shift) in enumerate((("standard", 0.0), ("spatial", 0.8))):
+    for enc, (dim, m) in encoders.items():
+        for method in methods:
+            for split, shift in (("standard", 0.0), ("spatial", 0.8)):
                 tab = make_table(
                     n_train, n_test, dim, num_classes, m, shift=shift,
-                    seed=seed * 1000 + e_i * 100 + m_i * 10 + s_i,
+                    seed=table_seed(seed, enc, method, split),
                 )  # fmt: skip
                 target = out / enc / method / f"{split}.npz"
                 with atomic_path(target) as tmp:

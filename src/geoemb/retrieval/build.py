@@ -1,0 +1,469 @@
+"""Streaming, resumable corpus builder: batches of rows → geohash Parquet shards + manifest.
+
+On-disk layout (``root/``)::
+
+    geohash=<cell>/part-<PPPPP>-<JJJ>.parquet   one shard = rows of input part P in cell, chunk J
+    _parts/part-<PPPPP>.json                    completion record of input part P (written last):
+                                                its rows, its input (file + row range) and shards
+    _build.json                                 builder configuration + input identity (checked
+                                                on resume)
+    .build.lock                                 held (flock) by the one process building
+    manifest.parquet                            path, rows, xmin, ymin, xmax, ymax, cell, part,
+                                                bytes, sha256
+
+Guarantees:
+
+- **Resume = uninterrupted.** A build killed at any point and rerun with the same arguments and
+  inputs skips the completed parts and rewrites the others under the same names, ending with the
+  same shards (rows, ids, codes). Once a part is complete, a rerun whose configuration, batch size
+  or input files (path, size, mtime, Parquet footer hash) differ raises
+  :class:`~geoemb.errors.ResumeMismatchError` naming what differs, before any work (with no
+  completed part there is nothing to resume: the new configuration starts over).
+- **No lost or duplicated row.** The manifest is written only when the completed parts are exactly
+  the parts of this input and their row count equals the input's row count; otherwise
+  :class:`CorpusIntegrityError` and no manifest.
+- **One writer.** A second builder on the same root while one holds ``.build.lock`` raises
+  :class:`BuildLockedError` (the lock dies with its process, so ``kill -9`` leaves none behind).
+- **Valid rows only.** NaN/inf embeddings or coordinates raise :class:`~geoemb.errors.InputError`
+  naming the input file (or part) and row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from geoemb.compression.bitpack import pack_bits
+from geoemb.errors import GeoembError, InputError, OutputError, ResumeMismatchError
+from geoemb.retrieval import geohash
+from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
+    _fsl,
+    _sha256,
+    check_rows,
+    fsl_to_numpy,
+    input_identity,
+    iter_parquet_parts,
+)
+from geoemb.utils.geoparquet import bbox_struct, boxes_wkb, points_wkb, with_geo_metadata
+from geoemb.utils.io import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.parquet"
+MANIFEST_VERSION = 1
+LOCK = ".build.lock"
+
+
+class CorpusIntegrityError(GeoembError, RuntimeError):
+    """The completed parts do not add up to the input (missing/extra parts, row count differs)."""
+
+
+class BuildLockedError(OutputError):
+    """Another process is building into the same corpus root."""
+
+
+# --------------------------------------------------------------------------- builder
+
+
+@dataclass
+class BuildConfig:
+    """What must stay identical across a (resumed) build (``source``: inputs and batching)."""
+
+    geohash_precision: int
+    code_bytes: int
+    dim: int
+    max_rows_per_shard: int
+    quantization: dict
+    model: dict
+    source: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of what differs between two JSON values (recursing into dicts and
+    lists of input files)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            key = f"{prefix}.{k}" if prefix else k
+            if k not in old or k not in new:
+                out.append(f"{key}: {old.get(k, '<absent>')!r} (existing build) vs "
+                           f"{new.get(k, '<absent>')!r} (this run)")  # fmt: skip
+            else:
+                out += _differences(old[k], new[k], key)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and prefix.endswith("inputs"):
+        o = {d.get("path"): d for d in old if isinstance(d, dict)}
+        n = {d.get("path"): d for d in new if isinstance(d, dict)}
+        out = [f"{prefix}: file {p} only in the existing build" for p in sorted(set(o) - set(n))]
+        out += [f"{prefix}: file {p} only in this run" for p in sorted(set(n) - set(o))]
+        for p in sorted(set(o) & set(n)):
+            out += _differences(o[p], n[p], f"{prefix}[{p}]")
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} (existing build) vs {new!r} (this run)"]
+
+
+class CorpusBuilder:
+    """Stream batches of rows into geohash shards, atomically per shard, resumable per input part.
+
+    Parameters
+    ----------
+    root:
+        Output directory.
+    dim:
+        Number of code bits ``L``; codes are ``ceil(L/8)`` bytes.
+    geohash_precision:
+        Cell precision (1..12) of the ``geohash=<cell>`` partitions.
+    max_rows_per_shard:
+        Rows per shard file (TerraBit: 5,000).
+    quantization, model:
+        Metadata dicts written to every shard footer and the manifest.
+    encoder:
+        Optional ``embeddings (n, D) float -> codes (n, B) uint8`` (e.g. ``compressor.encode``) used
+        when a batch has ``embedding`` instead of ``code``. Default: sign binary (``x > 0``).
+    source:
+        JSON description of the input (files with :func:`input_identity`, batch size…), checked on
+        resume like the rest of the configuration.
+    lock:
+        Hold ``root/.build.lock`` until :meth:`finalize`/:meth:`close` (refuse a second builder).
+        Only the extra ranks of one distributed job pass ``False``.
+
+    Batches are mappings with ``id`` (int64, unique), ``lon``, ``lat`` (centroids), ``code`` (packed
+    uint8) or ``embedding`` (float), optional ``bbox`` ``(n, 4)`` (xmin, ymin, xmax, ymax; default
+    the point) and ``geometry`` (WKB; default point or bbox polygon), and any extra columns.
+    """
+
+    def __init__(self, root: str | os.PathLike, dim: int, geohash_precision: int = 3,
+                 max_rows_per_shard: int = 5000, quantization: Mapping | None = None,
+                 model: Mapping | None = None,
+                 encoder: Callable[[np.ndarray], np.ndarray] | None = None,
+                 source: Mapping | None = None, lock: bool = True) -> None:  # fmt: skip
+        self.root = Path(root)
+        geohash._check_precision(geohash_precision)
+        if max_rows_per_shard < 1:
+            raise ValueError("max_rows_per_shard must be >= 1")
+        quant = dict(quantization or {"method": "binary", "threshold": 0.0, "bits": 1})
+        self.config = BuildConfig(int(geohash_precision), (int(dim) + 7) // 8, int(dim),
+                                  int(max_rows_per_shard), quant, dict(model or {}),
+                                  json.loads(json.dumps(dict(source or {}))))  # fmt: skip
+        self.encoder = encoder or (lambda x: pack_bits(np.asarray(x) > 0))
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(f"corpus root {self.root} exists and is not a directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = self._acquire_lock() if lock else None
+        try:
+            (self.root / "_parts").mkdir(exist_ok=True)
+            self._check_config()
+            if self._lock_fh is not None:  # other ranks' in-flight temp files are not stale
+                for stale in self.root.glob("geohash=*/.*tmp*"):  # temp files of a killed writer
+                    stale.unlink(missing_ok=True)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ lock / config
+    def _acquire_lock(self):
+        import fcntl
+
+        fh = open(self.root / LOCK, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise BuildLockedError(
+                f"another build is writing to {self.root} (lock {self.root / LOCK} held by pid "
+                f"{holder}); wait for it to finish or build into another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        return fh
+
+    def close(self) -> None:
+        """Release the build lock (idempotent; also at :meth:`finalize` and garbage collection)."""
+        fh, self._lock_fh = getattr(self, "_lock_fh", None), None
+        if fh is not None:
+            fh.close()  # closing the descriptor releases the flock
+
+    def __enter__(self) -> CorpusBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _check_config(self) -> None:
+        cfg_path = self.root / "_build.json"
+        new = json.loads(self.config.to_json())
+        if not cfg_path.exists():
+            atomic_write_text(cfg_path, self.config.to_json())
+            return
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{cfg_path}: unreadable build record ({e}); use a new root") from e
+        old.setdefault("source", {})  # records of builds made before inputs were recorded
+        diff = _differences(old, new)
+        started = any((self.root / "_parts").glob("part-*.json"))
+        if diff and not started and self._lock_fh is not None:
+            # nothing was completed (e.g. the first try stopped at a bad input): not a resume
+            log.warning("%s: no completed part; starting over with the new configuration (%s)",
+                        self.root, "; ".join(diff))  # fmt: skip
+            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST]:
+                f.unlink(missing_ok=True)
+            atomic_write_text(cfg_path, self.config.to_json())
+            return
+        if diff:
+            raise ResumeMismatchError(
+                f"{self.root} holds a build with a different configuration; refusing to resume "
+                "(rerun with the original arguments and inputs, or use a new --out). "
+                "Differences:\n  " + "\n  ".join(diff)
+            )
+
+    # ------------------------------------------------------------------ parts
+    def _marker(self, part: int) -> Path:
+        return self.root / "_parts" / f"part-{part:05d}.json"
+
+    def is_done(self, part: int) -> bool:
+        """Whether input part ``part`` has been completely written."""
+        return self._marker(part).exists()
+
+    def _read_marker(self, part: int) -> dict:
+        rec = json.loads(self._marker(part).read_text())
+        if isinstance(rec, list):  # written before part records held rows/input
+            rec = {"part": part, "rows": sum(r["rows"] for r in rec), "input": None, "shards": rec}
+        return rec
+
+    def _table(self, batch: Mapping[str, Any], part: int) -> pa.Table:
+        for key in ("id", "lon", "lat"):
+            if key not in batch:
+                raise ValueError(f"corpus batch lacks required field {key!r}")
+        ids = np.asarray(batch["id"], dtype=np.int64)
+        n = len(ids)
+        check_rows(batch, lambda i: f"corpus part {part} row {i} (id {ids[i] if i < n else '?'})")
+        lon = np.asarray(batch["lon"], dtype=np.float64)
+        lat = np.asarray(batch["lat"], dtype=np.float64)
+        if "code" in batch:
+            codes = np.asarray(batch["code"])
+        elif "embedding" in batch:
+            codes = np.asarray(self.encoder(np.asarray(batch["embedding"], dtype=np.float32)))
+        else:
+            raise ValueError("corpus batch needs 'code' (packed uint8) or 'embedding' (float)")
+        if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != self.config.code_bytes:
+            raise ValueError(
+                f"corpus batch field 'code': expected (n, {self.config.code_bytes}) uint8 for "
+                f"dim={self.config.dim} bits, got {codes.dtype} {codes.shape}"
+            )
+        if len(lon) != n or len(lat) != n or len(codes) != n:
+            raise ValueError("corpus batch fields id/lon/lat/code have different lengths")
+        if len(np.unique(ids)) != n:
+            raise InputError(f"corpus part {part}: duplicate ids in the batch")
+        if "bbox" in batch:
+            bb = np.asarray(batch["bbox"], dtype=np.float64).reshape(n, 4)
+            if not np.isfinite(bb).all():
+                raise InputError(f"corpus part {part}: bbox has NaN/inf values")
+        else:
+            bb = np.stack([lon, lat, lon, lat], axis=1)
+        if "geometry" in batch:
+            geom = pa.array(list(batch["geometry"]), type=pa.binary())
+        elif "bbox" in batch:
+            geom = boxes_wkb(*bb.T)
+        else:
+            geom = points_wkb(lon, lat)
+        cols = {"id": pa.array(ids), "code": _fsl(codes), "lon": pa.array(lon),
+                "lat": pa.array(lat), "bbox": bbox_struct(*bb.T), "geometry": geom}  # fmt: skip
+        for key, value in batch.items():
+            if key in cols or key == "embedding":
+                continue
+            arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            cols[key] = _fsl(arr) if arr.ndim == 2 else pa.array(arr)
+        return pa.table(cols)
+
+    def write_part(
+        self, part: int, batch: Mapping[str, Any], origin: Mapping | None = None
+    ) -> list[dict]:
+        """Write the shards of input part ``part`` (skipped when already complete).
+
+        ``origin`` (e.g. ``{"file", "start", "stop"}``) is recorded with the part; a completed
+        part whose recorded origin or row count differs from this batch raises
+        :class:`ResumeMismatchError`.
+        """
+        ids = np.asarray(batch["id"]).astype(np.int64) if "id" in batch else None
+        n = None if ids is None else len(ids)
+        ids_sha = None if ids is None else hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+        inp = None if origin is None else json.loads(json.dumps(dict(origin)))
+        if self.is_done(part):
+            rec = self._read_marker(part)
+            old_sha = rec.get("ids_sha256")
+            if (
+                (n is not None and rec["rows"] != n)
+                or (inp is not None and rec["input"] is not None and rec["input"] != inp)
+                or (ids_sha is not None and old_sha is not None and old_sha != ids_sha)
+            ):
+                raise ResumeMismatchError(
+                    f"{self._marker(part)}: part {part} was built from {rec['input']} "
+                    f"({rec['rows']} rows, ids {old_sha}); this run gives it {inp} ({n} rows, "
+                    f"ids {ids_sha}). The input or its batching (or the number of processes) "
+                    "changed: rerun with the original arguments or use a new root"
+                )
+            return rec["shards"]
+        table = self._table(batch, part)
+        cells = geohash.encode(table["lat"].to_numpy(), table["lon"].to_numpy(),
+                               self.config.geohash_precision)  # fmt: skip
+        order = np.lexsort((table["id"].to_numpy(), cells))
+        table, cells = table.take(pa.array(order)), np.asarray(cells)[order]
+        meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
+        infos = []
+        uniq, starts = np.unique(cells, return_index=True)
+        bounds = list(starts) + [len(cells)]
+        for c, cell in enumerate(uniq):
+            for j, s in enumerate(range(bounds[c], bounds[c + 1], self.config.max_rows_per_shard)):
+                e = min(s + self.config.max_rows_per_shard, bounds[c + 1])
+                sub = with_geo_metadata(table.slice(s, e - s), extra_metadata=meta)
+                rel = f"geohash={cell}/part-{part:05d}-{j:03d}.parquet"
+                path = self.root / rel
+                with atomic_path(path) as tmp:
+                    pq.write_table(sub, tmp, compression="zstd")
+                b = sub["bbox"].combine_chunks()
+                infos.append({
+                    "path": rel, "rows": int(e - s), "cell": str(cell), "part": int(part),
+                    "xmin": float(pc.min(b.field("xmin")).as_py()),
+                    "ymin": float(pc.min(b.field("ymin")).as_py()),
+                    "xmax": float(pc.max(b.field("xmax")).as_py()),
+                    "ymax": float(pc.max(b.field("ymax")).as_py()),
+                    "bytes": path.stat().st_size, "sha256": _sha256(path),
+                })  # fmt: skip
+        rec = {"part": int(part), "rows": int(table.num_rows), "input": inp,
+               "ids_sha256": ids_sha, "shards": infos}  # fmt: skip
+        atomic_write_text(self._marker(part), json.dumps(rec))
+        return infos
+
+    def build(self, batches: Iterable[Mapping[str, Any] | tuple], total: int | None = None,
+              progress: bool = True, expected_rows: int | None = None) -> Path:  # fmt: skip
+        """Write all parts and the manifest.
+
+        ``batches`` yields batches (numbered 0, 1, …), ``(part, batch)`` or
+        ``(part, batch, input)`` items. The manifest is written only if the completed parts are
+        exactly the parts seen here and hold ``expected_rows`` rows (default: the rows seen).
+        """
+        from tqdm.auto import tqdm
+
+        seen: set[int] = set()
+        rows = 0
+        try:
+            it = tqdm(batches, total=total, disable=not progress, desc="corpus parts", unit="part")
+            for n, item in enumerate(it):
+                part, batch, inp = (
+                    (*item, None)[:3] if isinstance(item, tuple) else (n, item, None)
+                )  # fmt: skip
+                if int(part) in seen:
+                    raise InputError(f"corpus part {part} appears twice in the input")
+                seen.add(int(part))
+                rows += len(np.asarray(batch["id"]))
+                self.write_part(int(part), batch, inp)
+            return self.finalize(rows if expected_rows is None else expected_rows, seen)
+        finally:
+            self.close()
+
+    def finalize(
+        self, expected_rows: int | None = None, parts: Iterable[int] | None = None
+    ) -> Path:
+        """Check the completed parts and write ``manifest.parquet`` (atomic); release the lock.
+
+        Raises :class:`CorpusIntegrityError` (and writes no manifest) if ``parts`` is given and the
+        completed parts differ from it, or if ``expected_rows`` differs from their row count.
+        """
+        try:
+            recs = {
+                int(m.stem.split("-")[1]): m for m in (self.root / "_parts").glob("part-*.json")
+            }
+            if parts is not None:
+                parts = set(map(int, parts))
+                extra, missing = sorted(set(recs) - parts), sorted(parts - set(recs))
+                if extra or missing:
+                    raise CorpusIntegrityError(
+                        f"{self.root}: completed parts do not match this input (parts not "
+                        f"produced by it: {extra[:10]}, parts not completed: {missing[:10]}); "
+                        "the root holds a build of other inputs — use a new root"
+                    )
+            total = sum(self._read_marker(p)["rows"] for p in recs)
+            if expected_rows is not None and total != int(expected_rows):
+                raise CorpusIntegrityError(
+                    f"{self.root}: the completed parts hold {total} rows but the input has "
+                    f"{expected_rows}; refusing to write a manifest of a partial or duplicated "
+                    "corpus"
+                )
+            if self._lock_fh is not None:  # only the lock holder may delete files
+                _remove_orphans(self.root)
+            return write_manifest(self.root, expected_rows=expected_rows)
+        finally:
+            self.close()
+
+
+def _remove_orphans(root: Path) -> None:
+    """Delete shard files that no completed part lists (left by a killed writer)."""
+    listed = set()
+    for marker in (root / "_parts").glob("part-*.json"):
+        rec = json.loads(marker.read_text())
+        listed |= {s["path"] for s in (rec if isinstance(rec, list) else rec["shards"])}
+    for shard in root.glob("geohash=*/part-*.parquet"):
+        if shard.relative_to(root).as_posix() not in listed:
+            shard.unlink()
+
+
+def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) -> Path:
+    """(Re)build ``root/manifest.parquet`` from ``_parts/*.json`` and ``_build.json``.
+
+    Raises :class:`CorpusIntegrityError` if a part's shards do not add up to its rows, or the
+    total differs from ``expected_rows``.
+    """
+    root = Path(root)
+    cfg = json.loads((root / "_build.json").read_text())
+    rows: list[dict] = []
+    for marker in sorted((root / "_parts").glob("part-*.json")):
+        rec = json.loads(marker.read_text())
+        shards = rec if isinstance(rec, list) else rec["shards"]
+        if not isinstance(rec, list) and sum(s["rows"] for s in shards) != rec["rows"]:
+            raise CorpusIntegrityError(f"{marker}: shard rows do not add up to the part's rows")
+        rows.extend(shards)
+    rows.sort(key=lambda r: r["path"])
+    n_rows = int(sum(r["rows"] for r in rows))
+    if expected_rows is not None and n_rows != int(expected_rows):
+        raise CorpusIntegrityError(f"{root}: {n_rows} rows in the parts, expected {expected_rows}")
+    schema = pa.schema([("path", pa.string()), ("rows", pa.int64()), ("xmin", pa.float64()),
+                        ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64()),
+                        ("cell", pa.string()), ("part", pa.int64()), ("bytes", pa.int64()),
+                        ("sha256", pa.string())])  # fmt: skip
+    table = pa.Table.from_pylist(rows, schema=schema)
+    info = {"manifest_version": MANIFEST_VERSION, "partitioning": "geohash",
+            "geohash_precision": cfg["geohash_precision"], "code_column": "code",
+            "code_bytes": cfg["code_bytes"], "dim": cfg["dim"],
+            "max_rows_per_shard": cfg["max_rows_per_shard"],
+            "n_rows": n_rows, "n_shards": len(rows)}  # fmt: skip
+    meta = {b"geoemb:manifest": json.dumps(info).encode(),
+            b"geoemb:quantization": json.dumps(cfg["quantization"]).encode(),
+            b"geoemb:model": json.dumps(cfg["model"]).encode()}  # fmt: skip
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(root / MANIFEST) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return root / MANIFEST
