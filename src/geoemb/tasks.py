@@ -263,6 +263,32 @@ def load_module(ckpt_path: str | os.PathLike, map_location: str = "cpu"):
     return cls.load_from_checkpoint(str(ckpt_path), map_location=map_location, weights_only=False)
 
 
+def _run_context(cfg: DictConfig, out: Path, logger: Any):
+    """The :class:`~geoemb.run.context.RunContext` handed to evaluators (built from Hydra once)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from geoemb.run.context import RunContext
+
+    shared, multirun, job = None, False, None
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+        if multirun:
+            shared, job = Path(hc.sweep.dir), hc.job.get("num")
+    data = cfg.get("data")
+    return RunContext(
+        output_dir=out,
+        shared_dir=shared,
+        logger=logger,
+        seed=int(cfg.seed),
+        device=str(cfg.get("device") or "auto"),
+        trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
+        is_multirun=multirun,
+        job_num=job,
+        data_source="synthetic" if data is not None and data.get("synthetic", False) else "real",
+    )
+
+
 # --------------------------------------------------------------------------- evaluate
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -292,7 +318,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             tags=tags,
         )
         try:
-            metrics = evaluator.run(output_dir=out, logger=logger)
+            import inspect
+
+            if "ctx" in inspect.signature(evaluator.run).parameters:  # new protocol (issue 11)
+                metrics = evaluator.run(_run_context(cfg, out, logger))
+            else:  # transitional: evaluators not yet moved to run(ctx)
+                metrics = evaluator.run(output_dir=out, logger=logger)
         finally:
             logger.finish()
         log.info("metrics: %s", metrics)
