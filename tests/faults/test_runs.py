@@ -236,3 +236,80 @@ def test_writer_start_time_distinguishes_reused_pids(tmp_path):
     atomic_write_text(target, "y")
     assert other_host.exists()
     assert reused.exists() == (int(start) == 0)  # without /proc the start time is unknown: kept
+
+
+def test_no_network_fixture_blocks_outside_and_records(no_network):
+    import socket
+    import urllib.request
+
+    with pytest.raises(OSError, match="blocked"):
+        socket.create_connection(("example.com", 80), timeout=1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://93.184.216.34/", timeout=1)
+    with socket.socket() as s, pytest.raises(OSError, match="blocked"):
+        s.connect(("2001:db8::1" if s.family == socket.AF_INET6 else "93.184.216.35", 80))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError, match="blocked"):
+        s.sendto(b"x", ("8.8.8.8", 53))
+    s.close()
+    assert no_network.blocked == [
+        "getaddrinfo example.com",
+        "getaddrinfo 93.184.216.34",
+        "connect 93.184.216.35",
+        "sendto 8.8.8.8",
+    ]
+
+
+@pytest.mark.loopback
+def test_no_network_fixture_allows_loopback(no_network):
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    with socket.create_connection(srv.getsockname(), timeout=5):
+        pass
+    srv.close()
+    assert no_network.blocked == [] and no_network.loopback
+
+
+def test_workflows_run_without_network(no_network, tmp_path):
+    """A GeoPool evaluation and a short RSC training (fit + test, CSV logger, checkpoints) on the
+    synthetic stand-ins try no connection at all — not even loopback."""
+    import warnings
+
+    from geoemb import tasks
+    from tests.helpers import compose_cfg
+
+    data = tmp_path / "data"
+    geopool = compose_cfg(
+        "eval",
+        [
+            "experiment=geopool",
+            "evaluation.synthetic=true",
+            "evaluation.synthetic_kwargs.n_per_class=5",
+            "+evaluation.synthetic_kwargs.size=16",
+            "evaluation.encoders=[aef]",
+            "evaluation.methods=[mean]",
+            "evaluation.linear=false",
+            "evaluation.split_types=[standard]",
+            "evaluation.progress=false",
+            "logger=csv",
+        ],
+        tmp_path / "ev",
+        data,
+    )
+    metrics = tasks.evaluate(geopool)
+    assert metrics["test/knn_5_acc/standard/aef/mean"] > 0
+    train = compose_cfg(
+        "train",
+        [*RSC_TINY, "+trainer.max_steps=1", "+trainer.limit_val_batches=1"],
+        tmp_path / "tr",
+        data,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = tasks.train(train)
+    assert "test/dwr" in metrics
+    assert (tmp_path / "tr" / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert no_network.blocked == [] and no_network.loopback == []
