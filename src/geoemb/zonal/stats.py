@@ -21,7 +21,6 @@ import pandas as pd
 import rasterio
 import rasterio.features
 import rasterio.windows
-import shapely
 import torch
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
@@ -35,6 +34,7 @@ from geoemb.zonal.checks import (
     transformer,
     warn,
 )
+from geoemb.zonal.filters import apply_filters, repaired
 from geoemb.zonal.footprints import candidate_pairs, check_overlaps
 from geoemb.zonal.output import (
     FEATURE_PREFIX,
@@ -56,7 +56,13 @@ from geoemb.zonal.sources import (
     tile_metas,
 )
 
-__all__ = ["FEATURE_PREFIX", "META_KEY", "read_features", "write_geoparquet"]  # re-exported
+__all__ = [  # re-exported
+    "FEATURE_PREFIX",
+    "META_KEY",
+    "apply_filters",
+    "read_features",
+    "write_geoparquet",
+]
 
 #: Column holding the number of valid pixels pooled per polygon.
 PIXEL_COUNT = "pixel_count"
@@ -90,46 +96,6 @@ def feature_names(method: str, dim: int, out_dim: int, prefix: str = FEATURE_PRE
         return [f"{prefix}{p}_{i:0{width}d}" for p in parts for i in range(dim)]
     width = max(2, len(str(out_dim - 1)))
     return [f"{prefix}{method}_{i:0{width}d}" for i in range(out_dim)]
-
-
-def apply_filters(
-    gdf: gpd.GeoDataFrame,
-    land_column: str | None = "ALAND20",
-    drop_zero_land: bool = True,
-    max_land_km2: float | None = 25.0,
-    bbox: tuple[float, float, float, float] | None = None,
-) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
-    """Drop all-water (``land == 0``) and oversized (``land > max_land_km2`` km², land in m²) polygons.
-
-    ``bbox = (W, S, E, N)`` in EPSG:4326 keeps only polygons intersecting it. Returns the kept
-    rows (original index preserved) and counts per reason.
-    """
-    counts = {"input": len(gdf)}
-    keep = np.ones(len(gdf), dtype=bool)
-    if bbox is not None:
-        from shapely.geometry import box
-
-        b = gpd.GeoSeries([box(*bbox)], crs="EPSG:4326").to_crs(gdf.crs).iloc[0]
-        inside = gdf.geometry.intersects(b).to_numpy()
-        counts["outside_bbox"] = int((~inside).sum())
-        keep &= inside
-    if land_column is not None and (drop_zero_land or max_land_km2 is not None):
-        if land_column not in gdf.columns:
-            raise InputError(
-                f"polygons have no land-area column {land_column!r} (columns: {list(gdf.columns)}); "
-                "pass land_column=None to disable the water/size filters"
-            )
-        land = pd.to_numeric(gdf[land_column], errors="coerce").to_numpy(dtype=float)
-        if drop_zero_land:
-            water = land == 0
-            counts["all_water"] = int((water & keep).sum())
-            keep &= ~water
-        if max_land_km2 is not None:
-            big = land > max_land_km2 * 1e6
-            counts["oversized"] = int((big & keep).sum())
-            keep &= ~big
-    counts["kept"] = int(keep.sum())
-    return gdf[keep], counts
 
 
 class _Reader:
@@ -288,24 +254,6 @@ def _build_catalog(
     return catalog, dict(enumerate(metas))
 
 
-def _repaired(geoms: gpd.GeoSeries, name: str) -> gpd.GeoSeries:
-    """Invalid polygons (self-intersecting rings, overlapping parts) repaired for rasterisation
-    with ``make_valid(method="structure")`` — the area GDAL's even-odd fill burns — with a
-    warning; valid ones untouched. The output keeps the original geometries."""
-    arr = geoms.to_numpy()
-    bad = ~shapely.is_valid(arr) & ~shapely.is_missing(arr)
-    if not bad.any():
-        return geoms
-    arr = arr.copy()
-    arr[bad] = shapely.make_valid(arr[bad], method="structure", keep_collapsed=False)
-    rows = np.flatnonzero(bad)
-    warn(
-        f"polygons {name}: {len(rows)} invalid geometries (rows {rows[:10].tolist()}"
-        f"{' …' if len(rows) > 10 else ''}) repaired with make_valid for rasterisation"
-    )
-    return gpd.GeoSeries(arr, index=geoms.index, crs=geoms.crs)
-
-
 def zonal_stats(
     polygons: PathLike | gpd.GeoDataFrame,
     tiles: PathLike | Iterable[PathLike] | None = None,
@@ -383,7 +331,7 @@ def zonal_stats(
     if output is not None:
         check_output(output, list(catalog.path), suffixes=PARQUET_SUFFIXES)
     gdf, filter_counts = apply_filters(gdf, land_column, drop_zero_land, max_land_km2, bbox)
-    work = _repaired(gdf.geometry, name)
+    work = repaired(gdf.geometry, name)
     n = len(gdf)
     if n == 0:
         warn(f"polygons {name}: no polygon left after the filters {filter_counts}")
