@@ -107,13 +107,14 @@ def check_polygon_coordinates(gdf: gpd.GeoDataFrame, name: str) -> None:
 
 def to_crs_checked(geoms: gpd.GeoSeries, dst, name: str) -> np.ndarray:  # noqa: ANN001
     """``geoms.to_crs(dst)`` as a shapely array; :class:`InputError` when the CRS cannot be
-    transformed or some polygons land outside ``dst``'s domain (non-finite coordinates)."""
+    transformed or some polygons have non-finite coordinates there (NaN vertices, or outside
+    ``dst``'s domain)."""
     transformer(geoms.crs, dst, f"polygons {name}")  # a clear error for an untransformable CRS
     out = geoms.to_crs(dst).to_numpy()
-    b = shapely.bounds(out)
-    bad = ~np.isfinite(b).all(axis=1) & ~shapely.is_empty(out) & ~shapely.is_missing(out)
+    xy, row = shapely.get_coordinates(out, return_index=True)
+    bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():
-        rows = np.flatnonzero(bad)
+        rows = np.unique(row[bad])
         raise InputError(
             f"polygons {name}: rows {rows[:10].tolist()}{' …' if len(rows) > 10 else ''} cannot be "
             f"transformed from {CRS.from_user_input(geoms.crs).name!r} to "

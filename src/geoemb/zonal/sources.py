@@ -90,7 +90,7 @@ def read_polygons(
     Raises
     ------
     InputError
-        Unreadable file, no CRS, or non-polygon geometries (naming the rows).
+        Unreadable file, no CRS, non-polygon geometries or non-finite vertices (naming rows).
     """
     name = "<GeoDataFrame>"
     if isinstance(polygons, gpd.GeoDataFrame):
@@ -114,6 +114,14 @@ def read_polygons(
         raise InputError(
             f"polygons {name}: expected Polygon/MultiPolygon geometries, got {kinds} "
             f"in rows {rows[:10].tolist()}{' …' if len(rows) > 10 else ''}"
+        )
+    xy, row = shapely.get_coordinates(geoms, return_index=True)
+    nonfinite = ~np.isfinite(xy).all(axis=1)
+    if nonfinite.any():
+        rows = np.unique(row[nonfinite])
+        raise InputError(
+            f"polygons {name}: rows {rows[:10].tolist()}{' …' if len(rows) > 10 else ''} have "
+            "NaN/inf vertex coordinates; expected finite coordinates"
         )
     return gdf
 
@@ -177,6 +185,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
         raise TileNotFoundError(f"embedding tile {path} does not exist")
     try:
         with rasterio.open(path) as ds:
+            _check_complete(ds, path)
             if ds.crs is None:
                 raise InputError(
                     f"embedding tile {path} has no CRS; expected a georeferenced GeoTIFF"
@@ -187,7 +196,6 @@ def read_tile_meta(path: PathLike) -> TileMeta:
                     f"embedding tile {path} has a rotated/degenerate transform {t}; "
                     "expected an axis-aligned grid (north-up or bottom-up)"
                 )
-            _check_complete(ds, path)
             flags = ds.mask_flag_enums[0] if ds.count else ()
             masked = MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags
             return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
