@@ -17,6 +17,7 @@ from pyproj import CRS
 
 from geoemb.errors import InputError, OutputError
 from geoemb.zonal.footprints import transformer
+from geoemb.zonal.sources import is_remote
 
 PathLike = str | os.PathLike
 
@@ -76,7 +77,7 @@ def check_output(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {out}: folder {parent} is not writable")
     for p in inputs:
-        if p is None or not isinstance(p, str | os.PathLike) or "://" in str(p):
+        if p is None or not isinstance(p, str | os.PathLike) or is_remote(p):
             continue
         if _same_file(out, Path(p)):
             raise OutputError(

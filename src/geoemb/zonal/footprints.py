@@ -103,7 +103,7 @@ def tile_footprint(
             f"embedding tile {meta.path}: its extent {meta.rect} in {meta.crs} does not transform "
             f"to {dst.name}; expected a tile inside its CRS's area of use"
         )
-    if dst.is_geographic:
+    if dst.is_geographic and max(abs(y.min()), abs(y.max())) > 60.0:  # may hold a pole
         inv = transformer(dst, meta.crs, f"embedding tile {meta.path}")
         for lat in (90.0, -90.0):
             px, py = inv.transform(0.0, lat)

@@ -36,6 +36,12 @@ PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_pat
 DECODINGS = ("raw", "aef")
 
 
+def is_remote(path: PathLike) -> bool:
+    """A URL (``https://…``, ``s3://…``) or a GDAL virtual path (``/vsicurl/…``, ``/vsis3/…``)."""
+    s = str(path)
+    return "://" in s or s.startswith("/vsi")
+
+
 class MissingInputError(InputError, FileNotFoundError):
     """An input file (polygons, tile index, tile) does not exist."""
 
@@ -155,7 +161,7 @@ class TileMeta:
 
 def _check_complete(ds, path: str) -> None:  # noqa: ANN001
     """Cheap truncation check: the last block of the first/last band must end inside the file."""
-    if ds.driver != "GTiff" or "://" in path:
+    if ds.driver != "GTiff" or is_remote(path):
         return
     size = os.path.getsize(path)
     bh, bw = ds.block_shapes[0]
@@ -181,7 +187,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
         Not a readable raster, truncated, no CRS, or a rotated transform.
     """
     path = str(path)
-    if "://" not in path and not Path(path).exists():
+    if not is_remote(path) and not Path(path).exists():
         raise TileNotFoundError(f"embedding tile {path} does not exist")
     try:
         with rasterio.open(path) as ds:
@@ -238,12 +244,12 @@ def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
     InputError
         No tiles, a tile given twice (its pixels would be pooled twice), or an unreadable tile.
     """
-    paths = [os.path.abspath(p) if "://" not in p else p for p in _expand_tiles(tiles)]
+    paths = [p if is_remote(p) else os.path.abspath(p) for p in _expand_tiles(tiles)]
     if not paths:
         raise InputError("no embedding tiles given; expected at least one GeoTIFF path")
     seen: dict[str, str] = {}
     for p in paths:
-        key = os.path.realpath(p) if "://" not in p else p
+        key = p if is_remote(p) else os.path.realpath(p)
         if key in seen:
             raise InputError(
                 f"embedding tile {p} is given twice (also as {seen[key]}); its pixels would be "
@@ -336,7 +342,7 @@ def catalog_from_index(
 
     def resolve(s: str) -> str:
         s = str(s)
-        if "://" in s or os.path.isabs(s) or root is None:
+        if is_remote(s) or os.path.isabs(s) or root is None:
             return s
         return os.path.abspath(os.path.join(str(root), s))
 
@@ -373,3 +379,15 @@ def check_tiles(metas: Sequence[TileMeta]) -> int:
         detail = ", ".join(f"{m.path}: {m.count}" for m in metas)
         raise InputError(f"embedding tiles disagree on the band count ({detail}); expected one D")
     return counts.pop() if counts else 0
+
+
+def any_band_count(catalog: gpd.GeoDataFrame, metas: dict[int, TileMeta]) -> int:
+    """D when no polygon meets a tile: from a known header, else the first readable tile."""
+    if metas:
+        return next(iter(metas.values())).count
+    for p in catalog.path:
+        try:
+            return read_tile_meta(p).count
+        except InputError:
+            continue
+    raise InputError(f"{catalog.attrs.get('source')}: no tile is readable; expected GeoTIFFs")

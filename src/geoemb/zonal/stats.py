@@ -1,10 +1,12 @@
 """Per-polygon pooling of embedding rasters (the census-block statistics workflow, generalised).
 
-For every polygon: reproject it to each intersecting tile's CRS, read only the window it covers,
-rasterise the polygon mask on that window (pixel centres, or ``all_touched``), keep the valid pixels
-(not nodata / finite), gather the pixel vectors of *all* intersecting tiles and pool them with any
-registered :mod:`geoemb.pooling` method. The default ``mean_std`` gives the blog's 128-d features for
-64-d AEF. Polygons without valid pixels get a NaN feature row and ``pixel_count = 0``.
+For every polygon: find its tiles exactly (:mod:`geoemb.zonal.footprints`), reproject it to each
+tile's CRS, read only the window it covers, rasterise the polygon mask on that window (pixel
+centres, or ``all_touched``), keep the valid pixels (not nodata, finite, not masked), gather the
+pixel vectors of *all* its tiles and pool them with any registered :mod:`geoemb.pooling` method. The
+default ``mean_std`` gives the blog's 128-d features for 64-d AEF. Polygons without valid pixels get
+a NaN feature row and ``pixel_count = 0``. Bad inputs and output paths are refused before any pixel
+is read (:mod:`geoemb.zonal.checks`).
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ from geoemb.zonal.sources import (
     DECODINGS,
     PathLike,
     TileMeta,
+    any_band_count,
     catalog_from_index,
     catalog_from_tiles,
     check_tiles,
     decode_values,
     read_polygons,
-    read_tile_meta,
     tile_metas,
 )
 
@@ -343,7 +345,7 @@ def zonal_stats(
     check_overlaps([metas[j] for j in needed])
     dim = check_tiles([metas[j] for j in needed])
     if dim == 0:  # nothing intersects: D from any tile
-        dim = _any_band_count(catalog, metas)
+        dim = any_band_count(catalog, metas)
     for j in needed:
         m = metas[j]
         if decode == "aef" and m.dtype not in ("uint8", "int8"):
@@ -363,6 +365,7 @@ def zonal_stats(
             f"{n} rows get NaN features (check the polygons' CRS, the tiles, the --year filter)"
         )
 
+    wkts = {j: metas[j].crs.to_wkt() for j in needed}
     pairs: dict[int, list[int]] = {}
     for i, j in zip(poly_idx.tolist(), tile_idx.tolist(), strict=True):
         pairs.setdefault(i, []).append(j)
@@ -388,14 +391,14 @@ def zonal_stats(
                 by_crs: dict[str, set[int]] = {}
                 for i in range(start, stop):
                     for j in pairs.get(i, []):
-                        by_crs.setdefault(metas[j].crs.to_wkt(), set()).add(i)
+                        by_crs.setdefault(wkts[j], set()).add(i)
                 local: dict[tuple[int, str], Any] = {}
                 for wkt, rows in by_crs.items():
                     idx = sorted(rows)
                     reproj = work.iloc[idx].to_crs(wkt).to_numpy()
                     local.update({(i, wkt): g for i, g in zip(idx, reproj, strict=True)})
                 items = [
-                    (i, [(metas[j], local[(i, metas[j].crs.to_wkt())]) for j in pairs.get(i, [])])
+                    (i, [(metas[j], local[(i, wkts[j])]) for j in pairs.get(i, [])])
                     for i in range(start, stop)
                 ]
                 for i, f, c, k in ex.map(work_one, items):
@@ -429,18 +432,6 @@ def zonal_stats(
     if output is not None:
         write_geoparquet(out, output)
     return out
-
-
-def _any_band_count(catalog: gpd.GeoDataFrame, metas: dict[int, TileMeta]) -> int:
-    """D when no polygon meets a tile: from a known header, else the first readable tile."""
-    if metas:
-        return next(iter(metas.values())).count
-    for p in catalog.path:
-        try:
-            return read_tile_meta(p).count
-        except InputError:
-            continue
-    raise InputError(f"{catalog.attrs.get('source')}: no tile is readable; expected GeoTIFFs")
 
 
 def default_workers() -> int:
