@@ -295,6 +295,14 @@ def test_invalid_empty_and_null_geometries(small):
     assert out.loc["ok", "pixel_count"] > 0 and out.geometry["bow"].equals(bow)  # kept as given
 
 
+def test_attribute_clashes_and_unknown_method(small, no_pixel_work):
+    for col in ("bbox", "pixel_count", "emb_mean_00"):
+        with pytest.raises(InputError, match=rf"attributes \['{col}'\] clash"):
+            zonal_stats(small["polys"].assign(**{col: 1}), tiles=small["tiles"], **KW)
+    with pytest.raises(InputError, match="pooling method 'nope'"):
+        zonal_stats(small["polys"], tiles=small["tiles"], method="nope", **KW)
+
+
 @pytest.mark.parametrize(
     "geom", [Point(X0 + 50, Y0 - 50), GeometryCollection([box(X0, Y0 - 100, X0 + 100, Y0)])]
 )

@@ -76,6 +76,8 @@ def check_output(
         raise OutputError(f"{what} {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {out}: folder {parent} is not writable")
+    if not out.exists():  # nothing there that writing could destroy
+        return out
     for p in inputs:
         if p is None or not isinstance(p, str | os.PathLike) or is_remote(p):
             continue

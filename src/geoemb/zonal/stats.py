@@ -353,12 +353,17 @@ def zonal_stats(
                 f"decode='aef' expects uint8/int8 AEF codes; tile {m.path} is {m.dtype}"
             )
         nodata_code(m.nodata if nodata is None else nodata, m.dtype, m.path, nodata is not None)
-    out_dim = output_dim(method, dim)
-    pool(torch.zeros(1, dim, 1, 2, dtype=torch.float64), method, state=state)  # fail early
+    try:  # fail early: method and state
+        out_dim = output_dim(method, dim)
+        pool(torch.zeros(1, dim, 1, 2, dtype=torch.float64), method, state=state)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"pooling method {method!r} cannot run on D={dim}: {e}") from e
     names = feature_names(method, dim, out_dim, feature_prefix)
-    clash = set(names + [PIXEL_COUNT, TILE_COUNT]) & set(gdf.columns)
-    if clash:
-        raise InputError(f"polygon attributes {sorted(clash)} clash with output columns")
+    clash = set(names + [PIXEL_COUNT, TILE_COUNT, "bbox"]) & set(gdf.columns)
+    if clash:  # "bbox" is GeoParquet 1.1's covering column
+        raise InputError(
+            f"polygons {name}: attributes {sorted(clash)} clash with output columns; rename them"
+        )
     if n and not len(poly_idx):
         warn(
             f"no polygon of {name} intersects any tile of the {catalog.attrs.get('source')}: all "
