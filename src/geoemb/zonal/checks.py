@@ -5,6 +5,7 @@ Everything here runs before any pixel is read, so a bad argument costs seconds, 
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterable
@@ -127,6 +128,7 @@ def to_crs_checked(geoms: gpd.GeoSeries, dst, name: str) -> np.ndarray:  # noqa:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def nodata_code(nodata: float | None, dtype: str, path: str, override: bool) -> float | None:
     """The nodata value as comparable to the tile's stored values, or ``None`` for none.
 
