@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from geoemb.errors import InputError
 from geoemb.evaluation.base import Evaluator
 from geoemb.utils.run_logger import RunLogger
 
@@ -108,13 +109,15 @@ class ZonalStatsEvaluator(Evaluator):
             )
             return root / "blocks.gpkg", None, root / "aef_index.gpkg"
         if self.polygons is None or (self.tiles is None and self.tile_index is None):
-            raise ValueError(
+            raise InputError(
                 "zonal_stats: evaluation.polygons and evaluation.tile_index (or evaluation.tiles) "
                 f"must be set when evaluation.synthetic=false; {REAL_DATA_HINT}"
             )
+        from geoemb.zonal.sources import MissingInputError
+
         for p in [self.polygons, self.tile_index]:
             if p is not None and not Path(p).exists():
-                raise FileNotFoundError(f"zonal_stats: {p} does not exist; {REAL_DATA_HINT}")
+                raise MissingInputError(f"zonal_stats: {p} does not exist; {REAL_DATA_HINT}")
         return self.polygons, self.tiles, self.tile_index
 
     def run(self, output_dir: Path, logger: RunLogger) -> dict[str, float]:

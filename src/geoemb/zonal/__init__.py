@@ -18,6 +18,8 @@ from geoemb.zonal.analysis import (
     pca_scores,
     write_report,
 )
+from geoemb.zonal.checks import ZonalWarning, check_output
+from geoemb.zonal.footprints import tile_footprint
 from geoemb.zonal.pca_rgb import pca_colors, pca_rgb_raster
 from geoemb.zonal.sources import (
     TileMeta,
@@ -26,6 +28,7 @@ from geoemb.zonal.sources import (
     decode_values,
     read_polygons,
     read_tile_meta,
+    tile_metas,
 )
 from geoemb.zonal.stats import (
     PIXEL_COUNT,
@@ -43,10 +46,12 @@ __all__ = [
     "TILE_COUNT",
     "TileMeta",
     "ZonalEvaluation",
+    "ZonalWarning",
     "apply_filters",
     "catalog_from_index",
     "catalog_from_tiles",
     "census_targets",
+    "check_output",
     "cv_logistic_accuracy",
     "decode_values",
     "evaluate_features",
@@ -62,6 +67,8 @@ __all__ = [
     "read_features",
     "read_polygons",
     "read_tile_meta",
+    "tile_footprint",
+    "tile_metas",
     "write_geoparquet",
     "write_report",
     "zonal_stats",

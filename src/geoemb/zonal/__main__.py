@@ -85,9 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; a :class:`geoemb.errors.GeoembError` prints one line and returns 2."""
+    from geoemb.errors import GeoembError
+
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except GeoembError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "stats":
-        from geoemb.zonal.stats import default_workers, write_geoparquet, zonal_stats
+        from geoemb.zonal.stats import default_workers, zonal_stats
 
         filt = _parse_filter(args.index_filter) or {}
         if args.year:
@@ -110,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             num_workers=args.workers or default_workers(),
             chunk_size=args.chunk_size,
             progress=not args.no_progress,
+            output=args.output,  # checked before any work, written atomically at the end
         )
-        write_geoparquet(gdf, args.output)
         info = gdf.attrs["zonal"]
         summary = {
             k: info[k] for k in ("method", "input_dim", "filters", "n_tiles_used", "n_empty")

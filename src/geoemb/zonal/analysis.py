@@ -354,8 +354,11 @@ def evaluate_file(
     ``columns`` renames the attribute columns of :func:`census_targets` (keys ``pop``, ``housing``,
     ``aland``, ``awater``, ``urban``, ``urban_value``).
     """
-    from geoemb.zonal.stats import read_features
+    from geoemb.errors import OutputError
+    from geoemb.zonal.output import read_features
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputError(f"report folder {out_dir} is an existing file; expected a folder")
     gdf, cols = read_features(features)
     targets = census_targets(gdf, **(columns or {}))
     if targets.shape[1] == 0:

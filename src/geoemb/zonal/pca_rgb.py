@@ -8,6 +8,7 @@ polygons' CRS (or ``crs``). The raster is written block by block (memory bounded
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,9 +20,11 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from geoemb.errors import InputError
 from geoemb.utils.io import atomic_path
+from geoemb.zonal.checks import check_output
+from geoemb.zonal.output import read_features
 from geoemb.zonal.sources import PathLike
-from geoemb.zonal.stats import read_features
 
 
 def pca_colors(
@@ -38,7 +41,7 @@ def pca_colors(
     ok = np.isfinite(X).all(axis=1)
     colors = np.zeros((len(X), n_components), dtype=np.uint8)
     if ok.sum() <= n_components:
-        raise ValueError(
+        raise InputError(
             f"PCA-RGB needs more than {n_components} polygons with finite features, got {ok.sum()}"
         )
     pca = PCA(n_components=n_components).fit(X[ok])
@@ -78,11 +81,13 @@ def pca_rgb_raster(
     The output path. The grid origin is the polygons' total bounds snapped outward to
     ``resolution``.
     """
+    inputs = [features] if isinstance(features, str | os.PathLike) else []
+    output = check_output(output, inputs, suffixes=(".tif", ".tiff"), what="PCA-RGB output")
+    if not resolution > 0:
+        raise InputError(f"resolution must be > 0, got {resolution}")
     gdf, cols = read_features(features, prefix=feature_prefix)
-    if resolution <= 0:
-        raise ValueError(f"resolution must be > 0, got {resolution}")
     if gdf.crs is None:
-        raise ValueError("features have no CRS; expected georeferenced polygons")
+        raise InputError("features have no CRS; expected georeferenced polygons")
     if crs is not None:
         gdf = gdf.to_crs(gdf.estimate_utm_crs() if str(crs).lower() == "utm" else crs)
     colors, evr = pca_colors(gdf[cols].to_numpy(), 3, clip_percentiles)
@@ -115,7 +120,6 @@ def pca_rgb_raster(
     geoms = gdf.geometry.to_numpy()
     tree = gdf.sindex
     block_rows = max(1, int(block_rows))
-    output = Path(output)
     with atomic_path(output) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             for r0 in range(0, height, block_rows):
