@@ -1,0 +1,229 @@
+"""Drawing corpus rows into Web-Mercator images: projection, footprint rasterizer, colour maps, PNG.
+
+Leaflet (like every XYZ map) shows EPSG:3857 tiles; an image overlay is stretched linearly in
+projected metres between its corners, so both the basemap tiles and the viewport heat map are drawn
+on a grid linear in mercator x/y (x is linear in longitude, y in ``ln tan(π/4 + φ/2)``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+MAX_LAT = 85.0511287798066  # Web-Mercator latitude limit
+TILE = 256
+
+
+def merc_y(lat: np.ndarray | float) -> np.ndarray:
+    """Mercator ``y = ln tan(π/4 + φ/2)`` (unitless), latitude clamped to ±:data:`MAX_LAT`."""
+    phi = np.radians(np.clip(np.asarray(lat, dtype=np.float64), -MAX_LAT, MAX_LAT))
+    return np.log(np.tan(np.pi / 4 + phi / 2))
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """``(W, S, E, N)`` in degrees of XYZ tile ``z/x/y`` (y = 0 at the north edge)."""
+    n = 2**z
+
+    def lat(t: float) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * t / n))))
+
+    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
+
+
+def project(bbox: np.ndarray, view: Sequence[float], width: int, height: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Row footprints ``(n, 4)`` (degrees) → float pixel edges ``x0, y0, x1, y1`` in an image of
+    ``view`` = ``(W, S, E, N)`` (``W > E``: crosses the antimeridian; rows west of ``W`` are
+    shifted by +360°), linear in mercator y."""
+    w, s, e, n = (float(v) for v in view)
+    x0d, x1d = bbox[:, 0], bbox[:, 2]
+    if w > e:
+        e += 360.0
+        shift = np.where(x1d < w, 360.0, 0.0)
+        x0d, x1d = x0d + shift, x1d + shift
+    sx = width / (e - w)
+    ytop, ybot = float(merc_y(n)), float(merc_y(s))
+    sy = height / (ytop - ybot) if ytop > ybot else 0.0
+    return ((x0d - w) * sx, (ytop - merc_y(bbox[:, 3])) * sy, (x1d - w) * sx,
+            (ytop - merc_y(bbox[:, 1])) * sy)  # fmt: skip
+
+
+def _reduce(pix: np.ndarray, vals: np.ndarray, npx: int, reduce: str) -> np.ndarray:
+    c = vals.shape[1]
+    if reduce == "mean":
+        cnt = np.bincount(pix, minlength=npx)
+        out = np.stack([np.bincount(pix, weights=vals[:, j], minlength=npx) for j in range(c)], 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt[:, None] > 0, out / cnt[:, None], np.nan)
+    if reduce == "min":
+        out = np.full((npx, c), np.inf)
+        for j in range(c):
+            np.minimum.at(out[:, j], pix, vals[:, j])
+        out[np.isinf(out)] = np.nan
+        return out
+    raise ValueError(f"reduce must be 'mean' or 'min', got {reduce!r}")
+
+
+def _dilate(grid: np.ndarray, size: int, reduce: str) -> np.ndarray:
+    """Spread each filled pixel over a ``size``×``size`` block (down-right), combining overlaps."""
+    if size <= 1:
+        return grid
+    h, w, _ = grid.shape
+    acc = np.zeros_like(grid)
+    cnt = np.zeros(grid.shape[:2] + (1,))
+    best = np.full_like(grid, np.inf)
+    for dy in range(size):
+        for dx in range(size):
+            src = grid[: h - dy, : w - dx]
+            ok = ~np.isnan(src[..., :1])
+            if reduce == "mean":
+                acc[dy:, dx:] += np.where(ok, src, 0.0)
+                cnt[dy:, dx:] += ok
+            else:
+                best[dy:, dx:] = np.fmin(best[dy:, dx:], src)
+    if reduce == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, acc / cnt, np.nan)
+    best[np.isinf(best)] = np.nan
+    return best
+
+
+def draw(bbox: np.ndarray, values: np.ndarray, view: Sequence[float], width: int, height: int,
+         reduce: str = "mean", min_px: int = 2, max_pixels: int = 1 << 24) -> np.ndarray:  # fmt: skip
+    """Burn per-row values into an ``(height, width, C)`` float64 grid (NaN where no row falls).
+
+    Rows whose footprint covers under one pixel are binned at their centre pixel and spread to
+    ``min_px``×``min_px`` blocks (so they stay visible); larger footprints are filled exactly
+    (clipped to the image; drawn at their centre pixel if their total area exceeds
+    ``max_pixels``). Overlaps combine with ``reduce``: ``"mean"`` or ``"min"``.
+
+    Parameters
+    ----------
+    bbox:
+        ``(n, 4)`` footprints ``xmin, ymin, xmax, ymax`` in degrees.
+    values:
+        ``(n,)`` or ``(n, C)``.
+    view:
+        ``(W, S, E, N)`` of the image (see :func:`project`).
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[:, None] if vals.ndim == 1 else vals
+    npx = width * height
+    w, s, e, n = (float(v) for v in view)
+    span = (e if e >= w else e + 360.0) - w
+    sx = width / span
+    ytop, ybot = float(merc_y(n)), float(merc_y(s))
+    sy = height / (ytop - ybot) if ytop > ybot else 0.0
+    # conservative sub-pixel test in degrees (mercator stretch bounded by the view's max |lat|)
+    maxlat = min(MAX_LAT, max(abs(s), abs(n)))
+    stretch = np.pi / 180 / np.cos(np.radians(maxlat)) * sy
+    small = ((bbox[:, 2] - bbox[:, 0]) * sx < 1) & ((bbox[:, 3] - bbox[:, 1]) * stretch < 1)
+    allsmall = bool(small.all())
+    sb = bbox if allsmall else bbox[small]
+    cxd = (sb[:, 0] + sb[:, 2]) / 2
+    if w > e:
+        cxd = np.where(cxd < w, cxd + 360.0, cxd)
+    cx = np.floor((cxd - w) * sx)
+    cy = np.floor((ytop - merc_y((sb[:, 1] + sb[:, 3]) / 2)) * sy)
+    inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+    pix = cy[inside].astype(np.int64) * width + cx[inside].astype(np.int64)
+    grid = _reduce(pix, (vals if allsmall else vals[small])[inside], npx, reduce)
+    grid = _dilate(grid.reshape(height, width, -1), min_px, reduce)
+    if allsmall:
+        return grid
+    fx0, fy0, fx1, fy1 = project(bbox[~small], view, width, height)
+    lim = 4.0 * max(width, height)  # clip before casting (huge footprints at high zoom)
+    x0 = np.floor(np.clip(fx0, -1, lim)).astype(np.int64).clip(0, width)
+    y0 = np.floor(np.clip(fy0, -1, lim)).astype(np.int64).clip(0, height)
+    x1 = np.ceil(np.clip(fx1, -1, lim)).astype(np.int64).clip(0, width)
+    y1 = np.ceil(np.clip(fy1, -1, lim)).astype(np.int64).clip(0, height)
+    bv = vals[~small]
+    ok = (x1 > x0) & (y1 > y0)
+    x0, y0, x1, y1, bv = x0[ok], y0[ok], x1[ok], y1[ok], bv[ok]
+    bw, area = x1 - x0, (x1 - x0) * (y1 - y0)
+    if area.sum() > max_pixels:
+        x0, y0 = (x0 + x1) // 2, (y0 + y1) // 2
+        bw = area = np.ones_like(x0)
+    total = int(area.sum())
+    row = np.repeat(np.arange(len(area)), area)
+    off = np.arange(total) - np.repeat(np.cumsum(area) - area, area)
+    pix = (y0[row] + off // bw[row]) * width + (x0[row] + off % bw[row])
+    rect = _reduce(pix, bv[row], npx, reduce).reshape(height, width, -1)
+    if reduce == "min":
+        grid = np.fmin(grid, rect)
+    else:
+        both = ~np.isnan(grid[..., :1]) & ~np.isnan(rect[..., :1])
+        grid = np.where(both, (grid + rect) / 2, np.where(np.isnan(rect), grid, rect))
+    return grid
+
+
+def rgb_image(grid: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float grid (0..255, NaN = empty) → ``(H, W, 4)`` uint8 RGBA."""
+    empty = np.isnan(grid[..., 0])
+    rgba = np.zeros(grid.shape[:2] + (4,), np.uint8)
+    rgba[..., :3] = np.nan_to_num(np.clip(np.rint(grid), 0, 255)).astype(np.uint8)
+    rgba[..., 3] = np.where(empty, 0, 255)
+    return rgba
+
+
+def _palette(name: str = "magma") -> tuple[bytes, bytes]:
+    """256-entry PNG palette + alpha: index 0 = empty (transparent), 1..255 = worst..best score."""
+    from matplotlib import colormaps
+
+    good = np.linspace(0.0, 1.0, 255)
+    rgb = np.zeros((256, 3), np.uint8)
+    rgb[1:] = (colormaps[name](good)[:, :3] * 255).round().astype(np.uint8)
+    alpha = np.zeros(256, np.uint8)
+    alpha[1:] = np.rint(250 * good**0.8).astype(np.uint8)
+    return rgb.tobytes(), alpha.tobytes()
+
+
+_PALETTES: dict[str, tuple[bytes, bytes]] = {}
+
+
+def heat_indices(grid: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Scores ``(H, W)`` (lower = better, NaN = empty) → ``(H, W)`` uint8 palette indices
+    (0 = empty, 1 = worst ``hi`` … 255 = best ``lo``)."""
+    out = np.zeros(grid.shape, np.uint8)
+    flat, where = grid.reshape(-1), np.flatnonzero(~np.isnan(grid))
+    span = hi - lo if hi > lo else 1.0
+    good = 1.0 - np.clip((flat[where] - lo) / span, 0.0, 1.0)
+    out.reshape(-1)[where] = 1 + np.rint(good * 254).astype(np.uint8)
+    return out
+
+
+def heat_png(grid: np.ndarray, lo: float, hi: float, cmap: str = "magma") -> bytes:
+    """Heat map PNG (palette + per-entry alpha): ``lo`` bright and opaque, ``hi`` and worse clear."""
+    from PIL import Image
+
+    if cmap not in _PALETTES:
+        _PALETTES[cmap] = _palette(cmap)
+    rgb, alpha = _PALETTES[cmap]
+    im = Image.fromarray(heat_indices(grid, lo, hi), mode="P")
+    im.putpalette(rgb)
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=1, transparency=alpha)
+    return buf.getvalue()
+
+
+def png_bytes(rgba: np.ndarray) -> bytes:
+    """Encode an ``(H, W, 4)`` uint8 image as PNG (fast compression)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+EMPTY_TILE = None
+
+
+def empty_png(size: int = TILE) -> bytes:
+    """A fully transparent ``size``×``size`` PNG (cached)."""
+    global EMPTY_TILE
+    if EMPTY_TILE is None:
+        EMPTY_TILE = png_bytes(np.zeros((size, size, 4), np.uint8))
+    return EMPTY_TILE
