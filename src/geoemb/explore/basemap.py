@@ -158,7 +158,7 @@ class Basemap:
                         return PCAColors(z["mean"], z["components"], z["lo"], z["hi"],
                                          int(z["n_fit"]), str(z["manifest_sha256"]))  # fmt: skip
                 log.warning("%s: cache is for another corpus/version; refitting", path)
-            except (OSError, ValueError, KeyError) as e:
+            except Exception as e:  # noqa: BLE001 - any unreadable cache (BadZipFile, EOF…) is refitted
                 log.warning("%s: unreadable basemap cache (%s); refitting", path, e)
         model = self.fit()
         try:
