@@ -169,7 +169,9 @@ def test_search_histogram_heat_timing(client, store):
     top = got["results"][0]
     row = store.lookup_ids([top["id"]])
     b = row["bbox"][0].as_py()
-    x0, y0, x1, y1 = project(np.array([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]]]), VIEW, 200, 120)
+    x0, y0, x1, y1 = project(
+        np.array([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]]]), VIEW, 200, 120
+    )
     cx, cy = int((x0[0] + x1[0]) / 2), int((y0[0] + y1[0]) / 2)
     assert alpha[cy, cx] > 200
     t = got["timing_ms"]

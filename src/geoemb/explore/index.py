@@ -296,7 +296,10 @@ class CorpusIndex:
             hit = np.nonzero(self.ids == row_id)[0][:1]
             return Rows(self.ids[hit], self.lon[hit], self.lat[hit], self.bbox[hit],
                         self.codes[hit])  # fmt: skip
-        t = self.store.lookup_ids([int(row_id)])  # library scan (id statistics prune row groups)
+        try:  # the library's scan (id statistics prune row groups)
+            t = self.store.lookup_ids([int(row_id)])
+        except (OSError, ValueError) as e:  # a shard listed in the manifest is missing/corrupt
+            raise CorpusReadError(f"{self.root}: id lookup scan failed: {e}") from e
         b = t["bbox"].combine_chunks()
         bbox = np.stack([np.asarray(b.field(f).to_numpy(zero_copy_only=False), np.float64)
                          for f in ("xmin", "ymin", "xmax", "ymax")], axis=1).reshape(-1, 4)  # fmt: skip
