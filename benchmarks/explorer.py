@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import socket
 import threading
 import time
@@ -70,8 +69,7 @@ def make_corpus(root: Path, n: int, seed: int = 0, parts: int = 16, n_sites: int
                       "bbox": np.stack([lon - half, lat - half, lon + half, lat + half], 1)}  # fmt: skip
             start += m
 
-    tmp = root.with_name(root.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = root.with_name(root.name + ".building")  # a killed build resumes (same seed, same parts)
     CorpusBuilder(tmp, dim=DIM, geohash_precision=3, max_rows_per_shard=5000).build(
         batches(), total=parts, progress=False
     )

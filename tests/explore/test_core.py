@@ -225,3 +225,24 @@ def test_draw_rectangles_points_and_reducers():
     am = draw(np.array([[179.0, 0.0, 179.0, 0.0], [-179.0, 0.0, -179.0, 0.0]]), np.ones(2),
               (170.0, -5.0, -170.0, 5.0), 200, 50, min_px=1)[..., 0]  # fmt: skip
     assert set(np.nonzero(~np.isnan(am))[1]) == {90, 110}
+
+
+@pytest.mark.parametrize("dim", [61, 64, 512])
+def test_fused_scores_bit_identical_to_library(dim):
+    from geoemb.compression.bitpack import pack_bits
+    from geoemb.explore.kernels import exemplar_scores as fused
+    from geoemb.retrieval.exemplar import exemplar_scores as library
+
+    rng = np.random.default_rng(dim)
+    cand = pack_bits(rng.random((2000, dim)) < 0.5)
+    for combine in ("mean", "and", "or", "xor", "majority"):
+        for invert in (False, True):
+            for n_pos, n_neg in ((1, 0), (3, 0), (2, 1), (5, 3)):
+                pos, neg = cand[:n_pos], cand[100 : 100 + n_neg]
+                a = library(cand, pos, dim, neg, combine, invert)
+                b = fused(cand, pos, dim, neg, combine, invert)
+                assert a.dtype == b.dtype and np.array_equal(a, b), (combine, invert, n_pos)
+    strided = np.asfortranarray(cand)  # non-contiguous input takes the copying path
+    np.testing.assert_array_equal(fused(strided, cand[:2], dim), library(cand, cand[:2], dim))
+    with pytest.raises(ValueError, match="at least one positive"):
+        fused(cand, cand[:0], dim)

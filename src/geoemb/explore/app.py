@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -40,6 +41,7 @@ from geoemb.explore.index import (
     CorpusReadError,
     ViewTooLargeError,
 )
+from geoemb.explore.kernels import warmup
 from geoemb.explore.query import (
     NotFoundError,
     Ref,
@@ -49,7 +51,7 @@ from geoemb.explore.query import (
     resolve,
     search,
 )
-from geoemb.explore.render import heat_png
+from geoemb.explore.render import draw, heat_png
 from geoemb.explore.static_files import check_vendor, static_response
 
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -162,7 +164,9 @@ def create_app(corpus_path: str | Path, *, basemap_url: str | None = None,
     basemap = Basemap(index, cache_root=cache_dir)
     if preload:
         index.preload()
-    heat_png(__import__("numpy").full((2, 2), float("nan")), 0.0, 1.0)  # warm the colour map
+    heat_png(np.full((2, 2), np.nan), 0.0, 1.0)  # warm the colour map
+    warmup()  # compile (or load) the jitted kernels before the first click
+    draw(np.zeros((1, 4)), np.zeros(1), (0.0, 0.0, 1.0, 1.0), 4, 4)
     app = FastAPI(title="geoemb explore", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOOPBACK_HOSTS)
     app.state.index, app.state.basemap = index, basemap

@@ -1,7 +1,8 @@
 """Exemplar search over a viewport: the explorer's one query path (library scoring, fast access).
 
-Scores come from :func:`geoemb.retrieval.exemplar.exemplar_scores` (mean / and / or / xor /
-majority, negatives, invert) on the rows that :class:`~geoemb.explore.index.CorpusIndex` returns
+Scores equal :func:`geoemb.retrieval.exemplar.exemplar_scores` (mean / and / or / xor /
+majority, negatives, invert; computed by the fused kernel in :mod:`geoemb.explore.kernels`,
+tested bit-identical) on the rows that :class:`~geoemb.explore.index.CorpusIndex` returns
 for the viewport; ranking equals :func:`~geoemb.retrieval.exemplar.top_k_view` /
 :func:`~geoemb.retrieval.exemplar.threshold_view` (lowest score, then smallest id; exemplar rows
 excluded). Exports go through the library's own
@@ -21,11 +22,11 @@ import numpy as np
 
 from geoemb.errors import InputError
 from geoemb.explore.index import CorpusIndex, Rows
+from geoemb.explore.kernels import exemplar_scores
 from geoemb.explore.render import draw, heat_png
 from geoemb.retrieval.exemplar import (
     COMBINE,
     exemplar_query,
-    exemplar_scores,
     export_geoparquet,
     score_raster,
     threshold_view,
@@ -111,18 +112,22 @@ def resolve_all(index: CorpusIndex, pos: Sequence[Ref], neg: Sequence[Ref]
 
 def fast_top_k(scores: np.ndarray, ids: np.ndarray, k: int,
                exclude: Sequence[int] = ()) -> np.ndarray:  # fmt: skip
-    """Same positions as ``top_k_view`` (lowest score, then smallest id), via a partition first.
+    """Same positions as ``top_k_view`` (lowest score, then smallest id, ``exclude`` ids dropped),
+    via a partition first.
 
-    Every row whose score is ≤ the k-th smallest kept score is a candidate (ties included), so the
-    final ``lexsort`` over the candidates gives exactly the full sort's first ``k``.
+    With ``m = k + len(exclude)``, the k best kept rows all score ≤ the m-th smallest score of
+    all rows (at most ``len(exclude)`` of the m smallest are dropped), so every row scoring ≤ that
+    value is a candidate (ties included) and the final ``lexsort`` over the candidates equals the
+    full sort's first ``k``.
     """
     scores, ids = np.asarray(scores), np.asarray(ids)
-    keep = ~np.isin(ids, np.asarray(list(exclude), dtype=ids.dtype))
-    pos = np.nonzero(keep)[0]
-    if len(pos) > 4 * k:
-        s = scores[pos]
-        kth = np.partition(s, k - 1)[k - 1]
-        pos = pos[s <= kth]
+    m = k + len(exclude)
+    if len(scores) > 4 * m:
+        kth = np.partition(scores, m - 1)[m - 1]
+        pos = np.flatnonzero(scores <= kth)
+    else:
+        pos = np.arange(len(scores))
+    pos = pos[~np.isin(ids[pos], np.asarray(list(exclude), dtype=ids.dtype))]
     order = np.lexsort((ids[pos], scores[pos]))
     return pos[order[:k]]
 
@@ -184,14 +189,14 @@ def _heat_and_histogram(rows: Rows, scores: np.ndarray, p: SearchParams,
         return ({"png": None, "bounds": list(p.bbox), "lo": None, "hi": None},
                 {"edges": [], "counts": []})  # fmt: skip
     smin, smax = float(scores.min()), float(scores.max())
-    counts, edges = np.histogram(
-        scores, bins=p.bins, range=(smin, smax if smax > smin else smin + 1)
-    )
+    counts, edges = np.histogram(scores, p.bins, range=(smin, smax if smax > smin else smin + 1))
     others = scores[~np.isin(rows.ids, np.asarray(list(exclude), np.int64))]
     others = others if len(others) else scores
     lo = float(others.min())
     hi = float(np.partition(others, len(others) // 2)[len(others) // 2])
-    grid = draw(rows.bbox, scores, p.bbox, p.width, p.height, reduce="min")[..., 0]
+    grid = draw(rows.bbox, scores, p.bbox, p.width, p.height, reduce="min", cache=rows.cache)[
+        ..., 0
+    ]
     png = heat_png(grid, lo, hi if hi > lo else lo + 1.0)
     heat = {"png": "data:image/png;base64," + base64.b64encode(png).decode(),
             "bounds": list(p.bbox), "lo": lo, "hi": hi}  # fmt: skip

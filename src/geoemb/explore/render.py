@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 MAX_LAT = 85.0511287798066  # Web-Mercator latitude limit
@@ -31,6 +33,27 @@ def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
         return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * t / n))))
 
     return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
+
+
+@nb.njit(nogil=True, cache=True)
+def _centre_pixels(bbox, w, cross, sx, stretch, ytop, sy, width, height, small, pix
+                   ):  # fmt: skip  # pragma: no cover - jitted
+    """Flag sub-pixel rows in ``small`` and put their centre pixel (or -1 if outside) in ``pix``."""
+    for r in range(bbox.shape[0]):
+        x0, y0, x1, y1 = bbox[r, 0], bbox[r, 1], bbox[r, 2], bbox[r, 3]
+        sm = (x1 - x0) * sx < 1.0 and (y1 - y0) * stretch < 1.0
+        small[r] = sm
+        pix[r] = -1
+        if not sm:
+            continue
+        cxd = (x0 + x1) / 2
+        if cross and cxd < w:
+            cxd += 360.0
+        lat = min(max((y0 + y1) / 2, -MAX_LAT), MAX_LAT)
+        cx = math.floor((cxd - w) * sx)
+        cy = math.floor((ytop - math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))) * sy)
+        if 0 <= cx < width and 0 <= cy < height:
+            pix[r] = int(cy) * width + int(cx)
 
 
 def project(bbox: np.ndarray, view: Sequence[float], width: int, height: int
@@ -72,27 +95,97 @@ def _dilate(grid: np.ndarray, size: int, reduce: str) -> np.ndarray:
     if size <= 1:
         return grid
     h, w, _ = grid.shape
+    if reduce == "min":
+        best = grid.copy()
+        for dy in range(size):
+            for dx in range(size):
+                if dy or dx:
+                    np.fmin(best[dy:, dx:], grid[: h - dy, : w - dx], out=best[dy:, dx:])
+        return best
     acc = np.zeros_like(grid)
     cnt = np.zeros(grid.shape[:2] + (1,))
-    best = np.full_like(grid, np.inf)
     for dy in range(size):
         for dx in range(size):
             src = grid[: h - dy, : w - dx]
             ok = ~np.isnan(src[..., :1])
-            if reduce == "mean":
-                acc[dy:, dx:] += np.where(ok, src, 0.0)
-                cnt[dy:, dx:] += ok
-            else:
-                best[dy:, dx:] = np.fmin(best[dy:, dx:], src)
-    if reduce == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(cnt > 0, acc / cnt, np.nan)
-    best[np.isinf(best)] = np.nan
-    return best
+            acc[dy:, dx:] += np.where(ok, src, 0.0)
+            cnt[dy:, dx:] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, acc / cnt, np.nan)
+
+
+@dataclass
+class Layout:
+    """Where each row lands in an image: ``(row, pixel)`` pairs of sub-pixel rows (``small_*``,
+    spread to ``min_px`` blocks when burnt) and of the pixels covered by larger footprints."""
+
+    width: int
+    height: int
+    small_rows: np.ndarray
+    small_pix: np.ndarray
+    big_rows: np.ndarray
+    big_pix: np.ndarray
+
+
+def layout(bbox: np.ndarray, view: Sequence[float], width: int, height: int,
+           max_pixels: int = 1 << 24) -> Layout:  # fmt: skip
+    """Pixel placement of ``(n, 4)`` footprints (degrees) in a ``view`` image (see :func:`draw`)."""
+    w, s, e, n = (float(v) for v in view)
+    span = (e if e >= w else e + 360.0) - w
+    sx = width / span
+    ytop, ybot = float(merc_y(n)), float(merc_y(s))
+    sy = height / (ytop - ybot) if ytop > ybot else 0.0
+    # conservative sub-pixel test in degrees (mercator stretch bounded by the view's max |lat|)
+    maxlat = min(MAX_LAT, max(abs(s), abs(n)))
+    stretch = np.pi / 180 / np.cos(np.radians(maxlat)) * sy
+    bbox = np.ascontiguousarray(bbox, np.float64)
+    small = np.empty(len(bbox), np.bool_)
+    pix = np.empty(len(bbox), np.int64)
+    _centre_pixels(bbox, w, w > e, sx, stretch, ytop, sy, width, height, small, pix)
+    inside = pix >= 0
+    small_rows = np.flatnonzero(inside)
+    empty = np.zeros(0, np.int64)
+    if small.all():
+        return Layout(width, height, small_rows, pix[small_rows], empty, empty)
+    big = np.flatnonzero(~small)
+    fx0, fy0, fx1, fy1 = project(bbox[big], view, width, height)
+    lim = 4.0 * max(width, height)  # clip before casting (huge footprints at high zoom)
+    x0 = np.floor(np.clip(fx0, -1, lim)).astype(np.int64).clip(0, width)
+    y0 = np.floor(np.clip(fy0, -1, lim)).astype(np.int64).clip(0, height)
+    x1 = np.ceil(np.clip(fx1, -1, lim)).astype(np.int64).clip(0, width)
+    y1 = np.ceil(np.clip(fy1, -1, lim)).astype(np.int64).clip(0, height)
+    ok = (x1 > x0) & (y1 > y0)
+    big, x0, y0, x1, y1 = big[ok], x0[ok], y0[ok], x1[ok], y1[ok]
+    bw, area = x1 - x0, (x1 - x0) * (y1 - y0)
+    if area.sum() > max_pixels:
+        x0, y0 = (x0 + x1) // 2, (y0 + y1) // 2
+        bw = area = np.ones_like(x0)
+    total = int(area.sum())
+    row = np.repeat(np.arange(len(area)), area)
+    off = np.arange(total) - np.repeat(np.cumsum(area) - area, area)
+    bpix = (y0[row] + off // bw[row]) * width + (x0[row] + off % bw[row])
+    return Layout(width, height, small_rows, pix[small_rows], big[row], bpix)
+
+
+def burn(lay: Layout, values: np.ndarray, reduce: str = "mean", min_px: int = 2) -> np.ndarray:
+    """Values ``(n,)``/``(n, C)`` of the rows of ``lay`` → ``(H, W, C)`` float64 grid (NaN empty)."""
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[:, None] if vals.ndim == 1 else vals
+    h, w = lay.height, lay.width
+    grid = _reduce(lay.small_pix, vals[lay.small_rows], h * w, reduce).reshape(h, w, -1)
+    grid = _dilate(grid, min_px, reduce)
+    if len(lay.big_rows) == 0:
+        return grid
+    rect = _reduce(lay.big_pix, vals[lay.big_rows], h * w, reduce).reshape(h, w, -1)
+    if reduce == "min":
+        return np.fmin(grid, rect)
+    both = ~np.isnan(grid[..., :1]) & ~np.isnan(rect[..., :1])
+    return np.where(both, (grid + rect) / 2, np.where(np.isnan(rect), grid, rect))
 
 
 def draw(bbox: np.ndarray, values: np.ndarray, view: Sequence[float], width: int, height: int,
-         reduce: str = "mean", min_px: int = 2, max_pixels: int = 1 << 24) -> np.ndarray:  # fmt: skip
+         reduce: str = "mean", min_px: int = 2, max_pixels: int = 1 << 24,
+         cache: dict | None = None) -> np.ndarray:  # fmt: skip
     """Burn per-row values into an ``(height, width, C)`` float64 grid (NaN where no row falls).
 
     Rows whose footprint covers under one pixel are binned at their centre pixel and spread to
@@ -108,56 +201,20 @@ def draw(bbox: np.ndarray, values: np.ndarray, view: Sequence[float], width: int
         ``(n,)`` or ``(n, C)``.
     view:
         ``(W, S, E, N)`` of the image (see :func:`project`).
+    cache:
+        Optional dict holding the :class:`Layout` of these rows per (view, size): a new query on
+        an unchanged view only re-burns values.
     """
-    vals = np.asarray(values, dtype=np.float64)
-    vals = vals[:, None] if vals.ndim == 1 else vals
-    npx = width * height
-    w, s, e, n = (float(v) for v in view)
-    span = (e if e >= w else e + 360.0) - w
-    sx = width / span
-    ytop, ybot = float(merc_y(n)), float(merc_y(s))
-    sy = height / (ytop - ybot) if ytop > ybot else 0.0
-    # conservative sub-pixel test in degrees (mercator stretch bounded by the view's max |lat|)
-    maxlat = min(MAX_LAT, max(abs(s), abs(n)))
-    stretch = np.pi / 180 / np.cos(np.radians(maxlat)) * sy
-    small = ((bbox[:, 2] - bbox[:, 0]) * sx < 1) & ((bbox[:, 3] - bbox[:, 1]) * stretch < 1)
-    allsmall = bool(small.all())
-    sb = bbox if allsmall else bbox[small]
-    cxd = (sb[:, 0] + sb[:, 2]) / 2
-    if w > e:
-        cxd = np.where(cxd < w, cxd + 360.0, cxd)
-    cx = np.floor((cxd - w) * sx)
-    cy = np.floor((ytop - merc_y((sb[:, 1] + sb[:, 3]) / 2)) * sy)
-    inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-    pix = cy[inside].astype(np.int64) * width + cx[inside].astype(np.int64)
-    grid = _reduce(pix, (vals if allsmall else vals[small])[inside], npx, reduce)
-    grid = _dilate(grid.reshape(height, width, -1), min_px, reduce)
-    if allsmall:
-        return grid
-    fx0, fy0, fx1, fy1 = project(bbox[~small], view, width, height)
-    lim = 4.0 * max(width, height)  # clip before casting (huge footprints at high zoom)
-    x0 = np.floor(np.clip(fx0, -1, lim)).astype(np.int64).clip(0, width)
-    y0 = np.floor(np.clip(fy0, -1, lim)).astype(np.int64).clip(0, height)
-    x1 = np.ceil(np.clip(fx1, -1, lim)).astype(np.int64).clip(0, width)
-    y1 = np.ceil(np.clip(fy1, -1, lim)).astype(np.int64).clip(0, height)
-    bv = vals[~small]
-    ok = (x1 > x0) & (y1 > y0)
-    x0, y0, x1, y1, bv = x0[ok], y0[ok], x1[ok], y1[ok], bv[ok]
-    bw, area = x1 - x0, (x1 - x0) * (y1 - y0)
-    if area.sum() > max_pixels:
-        x0, y0 = (x0 + x1) // 2, (y0 + y1) // 2
-        bw = area = np.ones_like(x0)
-    total = int(area.sum())
-    row = np.repeat(np.arange(len(area)), area)
-    off = np.arange(total) - np.repeat(np.cumsum(area) - area, area)
-    pix = (y0[row] + off // bw[row]) * width + (x0[row] + off % bw[row])
-    rect = _reduce(pix, bv[row], npx, reduce).reshape(height, width, -1)
-    if reduce == "min":
-        grid = np.fmin(grid, rect)
-    else:
-        both = ~np.isnan(grid[..., :1]) & ~np.isnan(rect[..., :1])
-        grid = np.where(both, (grid + rect) / 2, np.where(np.isnan(rect), grid, rect))
-    return grid
+    if reduce not in ("mean", "min"):
+        raise ValueError(f"reduce must be 'mean' or 'min', got {reduce!r}")
+    key = (tuple(float(v) for v in view), width, height, max_pixels)
+    lay = cache.get(key) if cache is not None else None
+    if lay is None:
+        lay = layout(bbox, view, width, height, max_pixels)
+        if cache is not None:
+            cache.clear()
+            cache[key] = lay
+    return burn(lay, values, reduce, min_px)
 
 
 def rgb_image(grid: np.ndarray) -> np.ndarray:
