@@ -188,3 +188,11 @@ def test_click_search_export_share(served, store, tmp_path):
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_missing_chromium_fails_with_install_command(monkeypatch):
+    monkeypatch.delenv("GEOEMB_CHROMIUM", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(Path, "is_file", lambda self: False)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        chromium_path()

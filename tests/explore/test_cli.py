@@ -41,6 +41,7 @@ def test_is_loopback():
 
 
 @pytest.mark.loopback
+@pytest.mark.slow
 def test_server_process_prints_url_and_serves(small_corpus, tmp_path):
     env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "geoemb.explore", str(small_corpus),

@@ -177,7 +177,7 @@ def test_tile_pixel_is_row_pca_colour(small_corpus, tmp_path):
 def test_tile_disk_cache_survives_corruption(small_corpus, tmp_path):
     bm = Basemap(CorpusIndex(small_corpus), cache_root=tmp_path)
     good = bm.tile(5, 16, 11)
-    path = bm.cache_dir / "tiles-v1" / "5" / "16" / "11.png"
+    path = bm.cache_dir / "tiles-v2" / "5" / "16" / "11.png"
     assert path.read_bytes() == good
     path.write_bytes(good[:100])  # truncated by a crash / disk full
     fresh = Basemap(CorpusIndex(small_corpus), cache_root=tmp_path)

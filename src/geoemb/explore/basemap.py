@@ -26,6 +26,7 @@ from geoemb.compression.bitpack import unpack_bits
 from geoemb.explore.index import CorpusIndex
 from geoemb.explore.render import (
     TILE,
+    dot_px,
     draw,
     empty_png,
     merc_y,
@@ -37,7 +38,7 @@ from geoemb.utils.io import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
-TILE_DIR = "tiles-v1"  # bump when the drawing changes
+TILE_DIR = "tiles-v2"  # bump when the drawing changes
 
 
 @dataclass
@@ -190,9 +191,10 @@ class Basemap:
         w, s, e, n = tile_bounds(z, x, y)
         if n <= -90 or s >= 90:
             return empty_png()
-        # widen the row filter by 2 px so footprints drawn at min size near the edge are complete
-        pad_x = 2 * (e - w) / TILE
-        pad_y = 2 * float(n - s) / TILE
+        dot = self.dot_px(z)
+        # widen the row filter so footprints drawn at the dot size near the edge are complete
+        pad_x = (dot + 1) * (e - w) / TILE
+        pad_y = (dot + 1) * float(n - s) / TILE
         q = (max(-180.0, w - pad_x), max(-90.0, s - pad_y), min(180.0, e + pad_x),
              min(90.0, n + pad_y))  # fmt: skip
         if merc_y(n) - merc_y(s) <= 0:
@@ -201,10 +203,20 @@ class Basemap:
         if len(rows) == 0:
             return empty_png()
         order = np.argsort(rows.ids, kind="stable")
-        grid = draw(rows.bbox[order], rows.rgb[order], (w, s, e, n), TILE, TILE, reduce="mean")
+        grid = draw(rows.bbox[order], rows.rgb[order], (w, s, e, n), TILE, TILE, reduce="mean",
+                    min_px=dot)  # fmt: skip
         if np.isnan(grid[..., 0]).all():
             return empty_png()
         return png_bytes(rgb_image(grid))
+
+    def dot_px(self, z: int) -> int:
+        """Dot size at zoom ``z`` from the corpus' mean density (the same for every tile)."""
+        w, s, e, n = self.index.extent
+        world = TILE * 2**z
+        area = (max(e - w, 1e-9) / 360 * world) * (
+            max(float(merc_y(n) - merc_y(s)), 1e-9) / (2 * np.pi) * world
+        )
+        return dot_px(self.index.n_rows, area, hi=8)
 
     def tile(self, z: int, x: int, y: int) -> bytes:
         """Tile PNG bytes, from memory, disk (z ≤ ``disk_max_zoom``) or freshly drawn."""

@@ -23,7 +23,7 @@ import numpy as np
 from geoemb.errors import InputError
 from geoemb.explore.index import CorpusIndex, Rows
 from geoemb.explore.kernels import exemplar_scores
-from geoemb.explore.render import draw, heat_png
+from geoemb.explore.render import dot_px, draw, heat_png
 from geoemb.retrieval.exemplar import (
     COMBINE,
     exemplar_query,
@@ -194,9 +194,9 @@ def _heat_and_histogram(rows: Rows, scores: np.ndarray, p: SearchParams,
     others = others if len(others) else scores
     lo = float(others.min())
     hi = float(np.partition(others, len(others) // 2)[len(others) // 2])
-    grid = draw(rows.bbox, scores, p.bbox, p.width, p.height, reduce="min", cache=rows.cache)[
-        ..., 0
-    ]
+    dot = dot_px(len(rows), p.width * p.height)
+    grid = draw(rows.bbox, scores, p.bbox, p.width, p.height, reduce="min", min_px=dot,
+                cache=rows.cache)[..., 0]  # fmt: skip
     png = heat_png(grid, lo, hi if hi > lo else lo + 1.0)
     heat = {"png": "data:image/png;base64," + base64.b64encode(png).decode(),
             "bounds": list(p.bbox), "lo": lo, "hi": hi}  # fmt: skip

@@ -91,27 +91,41 @@ def _reduce(pix: np.ndarray, vals: np.ndarray, npx: int, reduce: str) -> np.ndar
 
 
 def _dilate(grid: np.ndarray, size: int, reduce: str) -> np.ndarray:
-    """Spread each filled pixel over a ``size``×``size`` block (down-right), combining overlaps."""
+    """Spread each filled pixel over a ``size``×``size`` block around it, combining overlaps."""
     if size <= 1:
         return grid
     h, w, _ = grid.shape
+    offs = range(-((size - 1) // 2), size - (size - 1) // 2)  # size 2: {0, 1}; 3: {-1, 0, 1}
+
+    def shifted(dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        dst = (slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0)))
+        src = (slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
+        return dst, src
+
     if reduce == "min":
         best = grid.copy()
-        for dy in range(size):
-            for dx in range(size):
+        for dy in offs:
+            for dx in offs:
                 if dy or dx:
-                    np.fmin(best[dy:, dx:], grid[: h - dy, : w - dx], out=best[dy:, dx:])
+                    dst, src = shifted(dy, dx)
+                    np.fmin(best[dst], grid[src], out=best[dst])
         return best
     acc = np.zeros_like(grid)
     cnt = np.zeros(grid.shape[:2] + (1,))
-    for dy in range(size):
-        for dx in range(size):
-            src = grid[: h - dy, : w - dx]
-            ok = ~np.isnan(src[..., :1])
-            acc[dy:, dx:] += np.where(ok, src, 0.0)
-            cnt[dy:, dx:] += ok
+    for dy in offs:
+        for dx in offs:
+            dst, src = shifted(dy, dx)
+            ok = ~np.isnan(grid[src][..., :1])
+            acc[dst] += np.where(ok, grid[src], 0.0)
+            cnt[dst] += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, acc / cnt, np.nan)
+
+
+def dot_px(n_rows: int, area_px: float, lo: int = 2, hi: int = 12) -> int:
+    """Drawn size of a sub-pixel row so ``n_rows`` spread over ``area_px`` pixels stay visible:
+    about half the mean spacing ``sqrt(area / n)``, clamped to ``[lo, hi]``."""
+    return int(np.clip(round(0.5 * math.sqrt(area_px / max(n_rows, 1))), lo, hi))
 
 
 @dataclass
