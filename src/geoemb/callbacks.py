@@ -205,9 +205,9 @@ class ResumeState(Callback):
     """What a resumed run needs beyond Lightning's own state to equal the uninterrupted run.
 
     - The global RNG states (python, numpy, torch CPU/CUDA) are saved in every checkpoint and
-      restored when training resumes (at ``on_train_start``, after the sanity check that a resumed
-      fit runs again, before the first resumed epoch draws anything). Plain shuffled DataLoaders
-      take their order from torch's global RNG, so this also restores their sampling.
+      restored when Lightning restores the callbacks (before its RNG-isolated sanity check and
+      before the first resumed epoch's loader draws its seeds). Plain shuffled DataLoaders and
+      dropout draw from torch's global RNG, so this also restores their sampling.
     - ``ReduceLROnPlateau``: a checkpoint written at the end of an epoch (``ModelCheckpoint`` saves
       in ``on_train_epoch_end``) precedes that epoch's plateau step, and Lightning skips the step
       on resume (the monitored value is not in its checkpoint). The value is stored here and the
@@ -248,7 +248,14 @@ class ResumeState(Callback):
         return {"rng": collect_rng_states(), "plateau": self._plateau_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning calls this before the (RNG-isolated) sanity check and before the first resumed
+        # epoch's train iterator draws its seeds (in ``fit_loop.setup_data``): the RNG must be
+        # back to its checkpointed state by then. The plateau step waits for ``on_train_start``
+        # (the scheduler state is restored after the callbacks).
         self._pending = dict(state_dict)
+        if state_dict.get("rng") is not None:
+            set_rng_states(state_dict["rng"])
+            self.restored = True
 
     def on_load_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
@@ -283,6 +290,3 @@ class ResumeState(Callback):
                     continue
                 if (int(plateau["epoch"]) + 1) % config.frequency == 0:
                     pl_module.lr_scheduler_step(config.scheduler, torch.tensor(item["value"]))
-        if pending.get("rng") is not None:
-            set_rng_states(pending["rng"])
-        self.restored = True

@@ -238,7 +238,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning import Trainer
 
     from geoemb.callbacks import ResumeState, RunMetadata
-    from geoemb.run.checkpoints import install_safe_io
+    from geoemb.run.checkpoints import ensure_last_epoch_checkpoint, install_safe_io
 
     cfg, resume_ckpt = _prepare_resume(cfg)
     _check_ignore_index(cfg)
@@ -271,7 +271,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.get("logger"), run_name(cfg), tags, wandb_id=resume_meta.get("wandb_id")
     )
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks += [RunMetadata(resolved), ResumeState()]
+    callbacks = ensure_last_epoch_checkpoint(callbacks) + [RunMetadata(resolved), ResumeState()]
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )

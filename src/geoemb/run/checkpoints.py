@@ -22,6 +22,7 @@ import inspect
 import logging
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,14 @@ TRUST_HINT = (
 )
 
 
-def _unpickling_refused(err: BaseException) -> bool:
-    """True if torch's weights-only unpickler refused a global (code or foreign object)."""
-    text = str(err)
-    return isinstance(err, pickle.UnpicklingError) and (
-        "Unsupported global" in text or "GLOBAL" in text or "not an allowed global" in text
-    )
+def _refused_global(err: BaseException) -> str | None:
+    """``"GLOBAL io.open"`` if torch's weights-only unpickler refused a global, else ``None``."""
+    if not isinstance(err, pickle.UnpicklingError):
+        return None
+    m = re.search(r"Unsupported global: (GLOBAL [\w.]+)", str(err))
+    if m:
+        return m.group(1)
+    return "a non-plain global" if "not an allowed global" in str(err) else None
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -93,18 +96,17 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if _unpickling_refused(err):
-            detail = str(err).split("\n\n")[-1].strip().splitlines()
-            detail_line = next((ln for ln in detail if "global" in ln.lower()), detail[0])
+        refused = _refused_global(err)
+        if refused:
             raise UntrustedCheckpointError(
                 f"cannot read checkpoint {p}: it holds pickled Python objects beyond plain data "
-                f"({detail_line.strip()[:300]}); geoemb loads checkpoints with weights_only=True "
+                f"({refused}); geoemb loads checkpoints with weights_only=True "
                 "and never runs code from a file (trust_checkpoint does not change this). "
                 "Re-save it as plain tensors/dicts if it is yours."
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {p}: {_short(err)}") from err
+        raise CheckpointError(f"cannot read checkpoint {p}: {_reason(err, p)}") from err
     except Exception as err:  # noqa: BLE001 - torch raises RuntimeError/OSError/EOFError/...
-        raise CheckpointError(f"cannot read checkpoint {p}: {_short(err)}") from err
+        raise CheckpointError(f"cannot read checkpoint {p}: {_reason(err, p)}") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(
             f"cannot read checkpoint {p}: it holds a {type(ckpt).__name__}, not a checkpoint dict"
@@ -112,15 +114,22 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return ckpt
 
 
-def _short(err: BaseException) -> str:
+def _reason(err: BaseException, path: Path) -> str:
+    """A user-facing reason for a failed ``torch.load`` (no torch internals like ``Errno 22``)."""
     text = " ".join(str(err).split())
-    if not text:
-        text = type(err).__name__
-    if "central directory" in text or "zip archive" in text:
-        text = f"truncated or not a torch checkpoint ({text[:200]})"
-    elif isinstance(err, OSError | EOFError) or "Invalid magic number" in text:
-        text = f"not a torch checkpoint (truncated or another format: {type(err).__name__}: {text[:200]})"
-    return text[:400]
+    size = path.stat().st_size
+    if (
+        isinstance(err, OSError | EOFError | pickle.UnpicklingError)
+        or "zip archive" in text
+        or "central directory" in text
+        or "magic number" in text
+    ):
+        return (
+            f"the file ({size} bytes) is truncated or is not a torch checkpoint "
+            f"(torch.load: {type(err).__name__}); a run killed while saving leaves such a file -- "
+            "use another checkpoint of the run"
+        )
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 def verify_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, trust: bool = False) -> None:
@@ -307,3 +316,35 @@ def install_safe_io(trainer: Any, trust_checkpoint: bool = False) -> SafeCheckpo
     io = SafeCheckpointIO(trust_checkpoint)
     trainer.strategy.checkpoint_io = io
     return io
+
+
+def ensure_last_epoch_checkpoint(callbacks: list) -> list:
+    """Make ``save_last=True`` mean "``last.ckpt`` holds the last epoch" again (Lightning >= 2.6).
+
+    Since Lightning 2.6 a monitoring ``ModelCheckpoint`` writes ``last.ckpt`` only when it also
+    writes a top-k checkpoint, so with ``save_top_k: 1`` ``last.ckpt`` is a copy of the best epoch
+    and a resume from it replays every later epoch. For each such callback this turns its
+    ``save_last`` off and appends a ``ModelCheckpoint(monitor=None, filename="last")`` on the same
+    ``dirpath`` that rewrites ``last.ckpt`` after every epoch (atomically, via
+    :class:`SafeCheckpointIO`). The best checkpoint and ``trainer.checkpoint_callback`` stay as
+    configured. Returns ``callbacks`` (modified in place).
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    extra = []
+    for cb in callbacks:
+        if type(cb) is ModelCheckpoint and cb.save_last is True and cb.monitor is not None:
+            cb.save_last = False
+            extra.append(
+                ModelCheckpoint(
+                    dirpath=cb.dirpath,
+                    filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+                    monitor=None,
+                    save_top_k=1,
+                    every_n_epochs=1,
+                    enable_version_counter=False,
+                    save_on_train_epoch_end=cb._save_on_train_epoch_end,
+                )
+            )
+    callbacks.extend(extra)
+    return callbacks
