@@ -203,27 +203,6 @@ def _check_ignore_index(cfg: DictConfig) -> None:
         )
 
 
-def _prepare_resume(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
-    """Read and verify the checkpoint a run resumes from; the config the resumed run uses."""
-    from geoemb.run.checkpoints import read_checkpoint, verify_checkpoint
-    from geoemb.run.resume import cli_overrides, resume_config
-
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path or not cfg.get("train", True):
-        return cfg, None
-    ckpt = read_checkpoint(ckpt_path)
-    verify_checkpoint(ckpt, ckpt_path, trust=bool(cfg.get("trust_checkpoint", False)))
-    stored = (ckpt.get("geoemb") or {}).get("config")
-    cfg = resume_config(
-        cfg,
-        stored,
-        str(ckpt_path),
-        cli_overrides(),
-        allow_mismatch=bool(cfg.get("allow_resume_mismatch", False)),
-    )
-    return cfg, ckpt
-
-
 @task_wrapper
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data`` (optionally resuming from ``cfg.ckpt_path``), then test.
@@ -239,8 +218,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from geoemb.callbacks import ResumeState, RunMetadata
     from geoemb.run.checkpoints import ensure_last_epoch_checkpoint, install_safe_io
+    from geoemb.run.resume import prepare_resume
 
-    cfg, resume_ckpt = _prepare_resume(cfg)
+    cfg, resume_ckpt = prepare_resume(cfg)
     _check_ignore_index(cfg)
     trust = bool(cfg.get("trust_checkpoint", False))
     seed_all(int(cfg.seed))

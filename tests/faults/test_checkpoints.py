@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from geoemb import tasks
+from geoemb.data.earth_surface_water import ESWDataError
 from geoemb.data.synthetic.earth_surface_water import write_scene_geotiff
 from geoemb.errors import CheckpointError, UntrustedCheckpointError
 from geoemb.run.allowlist import check_target, check_tree
@@ -328,3 +330,59 @@ def test_failed_run_writes_traceback_to_its_log(tmp_path):
     assert res.returncode != 0
     text = (run_dir / "evaluate.log").read_text()
     assert f"cannot read checkpoint {bad}" in text and "Traceback" in text
+
+
+def test_checkpoint_data_config_cannot_wipe_a_folder(good_ckpt, tmp_path, data_dir, scene):
+    """A checkpoint's data config is data too: ``synthetic_root`` pointing at real data (a folder
+    the generator did not write) is refused instead of being regenerated (= rmtree'd)."""
+    victim = tmp_path / "my_real_esw"
+    (victim / "dset-s2" / "tra_scene").mkdir(parents=True)
+    precious = victim / "dset-s2" / "tra_scene" / "precious.tif"
+    precious.write_bytes(b"real data")
+
+    def edit(ck):
+        ck["geoemb"]["data"]["synthetic_root"] = str(victim)
+
+    evil = _variant(good_ckpt, tmp_path / "wipe.ckpt", edit)
+    with pytest.raises(ESWDataError, match="refusing to generate into it"):
+        run_entry("evaluate", evil, tmp_path / "e", data_dir, scene)
+    assert precious.read_bytes() == b"real data"
+
+
+# ----------------------------------------------------------------------------- genuine files load
+def test_every_training_experiment_passes_the_allowlist(tmp_path):
+    """Whatever a shipped experiment puts into a checkpoint (model/data configs, module class,
+    the ESW preprocessing) is buildable from it without trust_checkpoint."""
+    from lightning import LightningModule
+
+    from geoemb.data.transforms import SpectralPreprocess
+    from geoemb.run.allowlist import check_class
+    from tests.helpers import eval_experiments
+
+    names = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    train_experiments = [n for n in names if n not in eval_experiments()]
+    assert "water_seg" in train_experiments and "pool_attention" in train_experiments
+    pre = SpectralPreprocess(scale=1e-4, indices=[[1, 3]], mean=[0.0] * 7, std=[1.0] * 7)
+    for name in train_experiments:
+        cfg = compose_cfg("train", [f"experiment={name}"], tmp_path / name)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        tree = {"model": plain["model"], "data": plain["data"], "preprocess": pre.to_config()}
+        assert check_tree(tree, name) == [], name
+        assert check_class(plain["model"]["_target_"], LightningModule) is None, name
+
+
+@pytest.mark.slow
+def test_genuine_head_checkpoint_evaluates(tmp_path, data_dir):
+    """GeoPool ``evaluation.heads``: a real PoolingClassifier checkpoint, read once through the safe
+    loader, gives the accuracy Lightning's own test loop gave on the same split."""
+    from geoemb.evaluation.geopool import evaluate_head_checkpoint
+
+    over = [
+        "experiment=pool_attention", "data.synthetic=true", "data.synthetic_kwargs.n_per_class=5",
+        "data.batch_size=16", "trainer.max_epochs=1", "logger=csv",
+        "callbacks.rich_progress_bar=null", "callbacks.log_predictions=null",
+    ]  # fmt: skip
+    metrics = tasks.train(compose_cfg("train", over, tmp_path, data_dir))
+    row = evaluate_head_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert row["probe"] == "end2end" and row["pool"] == "attention_mil"
+    assert row["accuracy"] == pytest.approx(metrics["test/acc"], abs=1e-6)

@@ -549,6 +549,14 @@ class EarthSurfaceWaterDataModule(L.LightningDataModule):
         target = Path(self.synthetic_root)
         if synth.is_generated(target, **self.synthetic_kwargs):
             return target
+        if target.is_dir() and not (target / synth.MARKER).exists() and any(target.iterdir()):
+            # Never generate into (= rmtree its dset-s2 in) a folder the generator did not write:
+            # data.synthetic_root may come from a checkpoint, and could point at real data.
+            raise ESWDataError(
+                f"data.synthetic_root={target} exists and was not written by geoemb's synthetic "
+                f"generator (no {synth.MARKER} marker); refusing to generate into it (it may hold "
+                "real data). Point data.synthetic_root at a new or empty folder."
+            )
         if target.exists() and (target / synth.MARKER).exists():
             # Generated with other arguments: regenerate in place (the marker proves it is ours).
             synth.generate(target, **self.synthetic_kwargs)

@@ -30,6 +30,7 @@ __all__ = [
     "cli_overrides",
     "diff_config",
     "is_plumbing_key",
+    "prepare_resume",
     "resume_config",
 ]
 
@@ -205,3 +206,32 @@ def resume_config(
                     else effective[key]
                 )
     return out
+
+
+def prepare_resume(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
+    """Read and check the checkpoint ``cfg.ckpt_path`` a training run resumes from.
+
+    One read through the safe loader (``weights_only=True``; the ``_target_`` allowlist unless
+    ``trust_checkpoint``), then :func:`resume_config` with this job's command-line overrides.
+
+    Returns
+    -------
+    (the config the resumed run uses, the checkpoint dict) -- ``(cfg, None)`` when not resuming
+    (no ``ckpt_path``, or ``train=false``: a test-only run reads it through Lightning).
+    """
+    from geoemb.run.checkpoints import read_checkpoint, verify_checkpoint
+
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path or not cfg.get("train", True):
+        return cfg, None
+    ckpt = read_checkpoint(ckpt_path)
+    verify_checkpoint(ckpt, ckpt_path, trust=bool(cfg.get("trust_checkpoint", False)))
+    stored = (ckpt.get("geoemb") or {}).get("config")
+    cfg = resume_config(
+        cfg,
+        stored,
+        str(ckpt_path),
+        cli_overrides(),
+        allow_mismatch=bool(cfg.get("allow_resume_mismatch", False)),
+    )
+    return cfg, ckpt
