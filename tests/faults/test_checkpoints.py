@@ -386,3 +386,23 @@ def test_genuine_head_checkpoint_evaluates(tmp_path, data_dir):
     row = evaluate_head_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert row["probe"] == "end2end" and row["pool"] == "attention_mil"
     assert row["accuracy"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("disk full (simulated)")
+
+
+def test_checkpoint_save_is_atomic(tmp_path):
+    """A save that dies half-way leaves the previous checkpoint intact and no temporary file."""
+    from geoemb.run.checkpoints import SafeCheckpointIO
+
+    io = SafeCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError, match="disk full"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "x": _Unpicklable()}, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+    assert torch.equal(read_checkpoint(target)["state_dict"]["w"], torch.ones(3))
