@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from geoemb.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -48,13 +50,41 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def log_failure_to_files(task: str, err: BaseException) -> list[str]:
+    """Write ``err`` with its traceback to every log *file* of this process (``<run>/<task>.log``).
+
+    Hydra prints a failing job's exception to stderr only; the run's log file would end without a
+    word. Console handlers are skipped (the traceback reaches stderr anyway). Returns the files.
+    """
+    record = logging.LogRecord(
+        log.name, logging.ERROR, __file__, 0, "task %s failed: %s: %s",
+        (task, type(err).__name__, err), (type(err), err, err.__traceback__),
+    )  # fmt: skip
+    written = []
+    seen: set[int] = set()
+    for logger in (logging.getLogger(), log, logging.getLogger("geoemb")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                try:
+                    handler.handle(record)
+                    handler.flush()
+                    written.append(handler.baseFilename)
+                except Exception:  # noqa: BLE001 - logging must not hide the real error
+                    pass
+    return written
+
+
 def task_wrapper(fn: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
-    """Run a task and always finish W&B afterwards (also when it raises)."""
+    """Run a task; log a failure (with traceback) to the run's log file; always finish W&B."""
 
     @functools.wraps(fn)
     def wrapped(cfg: DictConfig) -> dict:
         try:
             return fn(cfg)
+        except Exception as err:
+            log_failure_to_files(fn.__name__, err)
+            raise
         finally:
             finish_wandb()
 
@@ -112,17 +142,6 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool = True) -> li
     return out
 
 
-def _resume_info(ckpt_path: str | None) -> dict[str, Any]:
-    """Preprocessing config and W&B run id stored in the checkpoint a run resumes from."""
-    if not ckpt_path or not Path(ckpt_path).is_file():
-        return {}
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    return {
-        "preprocess": (ckpt.get("hyper_parameters") or {}).get("preprocess"),
-        "wandb_id": (ckpt.get("geoemb") or {}).get("wandb_id"),
-    }
-
-
 def instantiate_loggers(
     cfg: DictConfig | None, name: str, tags: list[str], wandb_id: str | None = None
 ) -> list:
@@ -170,16 +189,40 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- train
+def _check_ignore_index(cfg: DictConfig) -> None:
+    """``data.fill_ignore_index`` labels pixels the model must ignore: the two must agree."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if data is None or model is None:
+        return
+    fill = data.get("fill_ignore_index")
+    if fill is not None and "ignore_index" in model and model.get("ignore_index") != fill:
+        raise InputError(
+            f"data.fill_ignore_index={fill} labels invalid pixels (warp fill, NaN/inf) with {fill}, "
+            f"but model.ignore_index={model.get('ignore_index')}: the loss would train on them as a "
+            f"class. Set model.ignore_index={fill} (or data.fill_ignore_index=null)."
+        )
+
+
 @task_wrapper
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data`` (optionally resuming from ``cfg.ckpt_path``), then test.
 
-    Returns the trainer's callback metrics (``train/*``, ``val/*``, ``test/*``) as floats.
+    Resuming reads the checkpoint once through the safe loader (``weights_only=True``, ``_target_``
+    allowlist unless ``trust_checkpoint=true``), takes its model/data/seed config (explicit
+    command-line overrides on top; a result-affecting difference is refused, see
+    :mod:`geoemb.run.resume`) and restores RNG and sampler state, so the resumed run ends as the
+    uninterrupted one would. Returns the trainer's callback metrics (``train/*``, ``val/*``,
+    ``test/*``) as floats.
     """
     from lightning import Trainer
 
-    from geoemb.callbacks import RunMetadata
+    from geoemb.callbacks import ResumeState, RunMetadata
+    from geoemb.run.checkpoints import ensure_last_epoch_checkpoint, install_safe_io
+    from geoemb.run.resume import prepare_resume
 
+    cfg, resume_ckpt = prepare_resume(cfg)
+    _check_ignore_index(cfg)
+    trust = bool(cfg.get("trust_checkpoint", False))
     seed_all(int(cfg.seed))
     out = output_dir(cfg)
     save_resolved_config(cfg, out)
@@ -189,12 +232,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
 
     model_cfg = cfg.model.copy()
-    resume_meta = _resume_info(cfg.get("ckpt_path"))
+    resume_hp = (resume_ckpt or {}).get("hyper_parameters") or {}
+    resume_meta = (resume_ckpt or {}).get("geoemb") or {}
     if "preprocess" in model_cfg and model_cfg.preprocess is None:
-        if resume_meta.get("preprocess") is not None:
+        if resume_hp.get("preprocess") is not None:
             # resuming: keep exactly the preprocessing (normalization stats) the run started with
             with open_dict(model_cfg):
-                model_cfg.preprocess = resume_meta["preprocess"]
+                model_cfg.preprocess = resume_hp["preprocess"]
         elif hasattr(datamodule, "preprocess_config"):
             datamodule.prepare_data()
             with open_dict(model_cfg):
@@ -207,10 +251,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.get("logger"), run_name(cfg), tags, wandb_id=resume_meta.get("wandb_id")
     )
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks.append(RunMetadata(resolved))
+    callbacks = ensure_last_epoch_checkpoint(callbacks) + [RunMetadata(resolved), ResumeState()]
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    safe_io = install_safe_io(trainer, trust_checkpoint=trust)
+    if resume_ckpt is not None:
+        safe_io.preload(cfg.ckpt_path, resume_ckpt)  # Lightning reuses it: one read of the file
+        del resume_ckpt, resume_hp
     for lg in loggers:
         lg.log_hyperparams(
             {
@@ -221,7 +269,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         trainer.fit(
-            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False
+            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
         )
     metrics = _scalar_metrics(trainer.callback_metrics)
 
@@ -234,33 +282,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt = cfg.ckpt_path
         if ckpt is None:
             log.warning("no best checkpoint found: testing the current weights")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update(_scalar_metrics(trainer.callback_metrics))
     log.info("metrics: %s", metrics)
     return metrics
-
-
-# --------------------------------------------------------------------------- checkpoints
-def load_checkpoint_meta(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """Read the ``geoemb`` metadata block of a checkpoint (module class, data config, config)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt.get("geoemb")
-    if meta is None:
-        raise ValueError(
-            f"{path} has no 'geoemb' metadata block: it was not written by geoemb's train task "
-            "(RunMetadata callback); pass model=... and data=... explicitly"
-        )
-    return meta
-
-
-def load_module(ckpt_path: str | os.PathLike, map_location: str = "cpu"):
-    """Rebuild the LightningModule stored in ``ckpt_path`` (no other arguments needed)."""
-    meta = load_checkpoint_meta(ckpt_path)
-    cls = hydra.utils.get_class(meta["module_class"])
-    return cls.load_from_checkpoint(str(ckpt_path), map_location=map_location, weights_only=False)
 
 
 def _run_context(cfg: DictConfig, out: Path, logger: Any):
@@ -290,6 +315,21 @@ def _run_context(cfg: DictConfig, out: Path, logger: Any):
 
 
 # --------------------------------------------------------------------------- evaluate
+def _trust_kwargs(cfg: DictConfig, node: DictConfig) -> dict[str, bool]:
+    """``{"trust_checkpoint": ...}`` for an evaluator that reads checkpoints (takes the argument)."""
+    import inspect
+
+    if "trust_checkpoint" in node:
+        return {}
+    try:
+        params = inspect.signature(hydra.utils.get_class(str(node._target_))).parameters
+    except Exception:  # noqa: BLE001 - let instantiate report a bad target
+        return {}
+    if "trust_checkpoint" in params:
+        return {"trust_checkpoint": bool(cfg.get("trust_checkpoint", False))}
+    return {}
+
+
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run ``cfg.evaluation`` (an :class:`~geoemb.evaluation.base.Evaluator`), or test a checkpoint.
@@ -305,7 +345,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tags = _data_tags(cfg)
 
     if cfg.get("evaluation") is not None:
-        evaluator = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
+        evaluator = hydra.utils.instantiate(
+            cfg.evaluation, _convert_="partial", **_trust_kwargs(cfg, cfg.evaluation)
+        )
         wb = cfg.get("logger") or {}
         wb_cfg = wb.get("wandb") if isinstance(wb, DictConfig) else None
         logger = RunLogger.create(
@@ -335,8 +377,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     from lightning import Trainer
 
-    meta = load_checkpoint_meta(cfg.ckpt_path)
-    model = load_module(cfg.ckpt_path)
+    from geoemb.run.checkpoints import install_safe_io, load_checkpoint
+
+    trust = bool(cfg.get("trust_checkpoint", False))
+    loaded = load_checkpoint(cfg.ckpt_path, trust_checkpoint=trust)
+    model, meta = loaded.module, loaded.meta
     data_cfg = OmegaConf.create(meta["data"])
     if cfg.get("data") is not None:
         data_cfg = OmegaConf.merge(data_cfg, cfg.data)
@@ -349,7 +394,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers)),
         logger=loggers or False,
     )
-    trainer.test(model=model, datamodule=datamodule, weights_only=False)
+    install_safe_io(trainer, trust_checkpoint=trust)
+    trainer.test(model=model, datamodule=datamodule, weights_only=True)
     metrics = _scalar_metrics(trainer.callback_metrics)
     log.info("metrics: %s", metrics)
     return metrics
@@ -372,11 +418,14 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     """
     import time
 
-    from geoemb.inference import open_source, predict_raster
+    from geoemb.inference import check_output, open_source, predict_raster
+    from geoemb.run.checkpoints import load_module
 
     seed_all(int(cfg.seed))
+    check_output(cfg.output, cfg.input)  # refuse output == input / a directory before any work
     device = _device(str(cfg.device))
-    model = load_module(cfg.ckpt_path).eval().to(device)
+    model = load_module(cfg.ckpt_path, bool(cfg.get("trust_checkpoint", False)))
+    model = model.eval().to(device)
     expected = getattr(model.preprocess, "in_channels", None)
 
     def predict_fn(x: torch.Tensor) -> torch.Tensor:
@@ -391,11 +440,6 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             raise ValueError(f"overlap={overlap} must be in [0, tile_size={cfg.tile_size})")
         stride = int(cfg.tile_size) - overlap
     with open_source(cfg.input, bands=bands) as src:
-        if expected is not None and src.count != expected:
-            raise ValueError(
-                f"input {cfg.input} has {src.count} bands but the checkpoint {cfg.ckpt_path} "
-                f"expects {expected} raw bands"
-            )
         path = predict_raster(
             src,
             predict_fn,
@@ -409,6 +453,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             device=str(device),
             progress=bool(cfg.progress),
             activation="softmax",
+            in_channels=expected,
         )
         width, height = src.width, src.height
     seconds = time.perf_counter() - t0

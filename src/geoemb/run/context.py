@@ -85,5 +85,5 @@ class RunContext:
         from geoemb.run.checkpoints import load_module
 
         return load_module(
-            ckpt_path, trust=self.trust_checkpoint, map_location=map_location or "cpu"
+            ckpt_path, trust_checkpoint=self.trust_checkpoint, map_location=map_location or "cpu"
         )
