@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from geoemb.evaluation.base import Evaluator
+from geoemb.probes import ProbeConfig, run_probes
 from geoemb.utils.io import atomic_path, atomic_write_text
 from geoemb.utils.run_logger import RunLogger
 
@@ -120,26 +121,24 @@ def probe_rows(
     cv: int = 3,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    probe: ProbeConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the kNN and linear probes; return results rows (reference columns, no encoder/pool)."""
-    from geoemb.probes import classification_metrics, knn_classify, linear_probe
-
-    xtr = torch.from_numpy(sanitize(x_train)).to(device)
-    xte = torch.from_numpy(sanitize(x_test)).to(device)
-    ytr = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
-    yte = np.asarray(y_test, dtype=np.int64)
-    n_cls = int(max(yte.max(initial=0), y_train.max(initial=0))) + 1
+    """Run the probes (:func:`geoemb.probes.run_probes`); return results rows (reference columns,
+    no encoder/pool). ``probe`` (a :class:`~geoemb.probes.ProbeConfig`) replaces the loose knobs
+    ``knn_k … seed``, which remain for callers not yet passing one."""
+    if probe is None:
+        probe = ProbeConfig(knn_k=tuple(knn_k), linear=linear, C=linear_C, Cs=tuple(Cs), cv=cv,
+                            seed=seed)  # fmt: skip
+    res = run_probes(sanitize(x_train), np.asarray(y_train, dtype=np.int64), sanitize(x_test),
+                     np.asarray(y_test, dtype=np.int64), probe, device=device)  # fmt: skip
+    n = len(y_train)
     rows = []
-    for k in knn_k:
-        pred = knn_classify(xtr, ytr, xte, k=int(k)).cpu().numpy()
-        m = classification_metrics(yte, pred, num_classes=n_cls)
-        rows.append({"probe": f"knn_{k}", "train_samples": len(ytr), "k": int(k), "C": "", **_m(m)})
-    if linear:
-        res = linear_probe(xtr, ytr, xte, C=linear_C, Cs=tuple(Cs), cv=cv, seed=seed)
-        m = classification_metrics(yte, res.preds.cpu().numpy(), num_classes=n_cls)
-        rows.append(
-            {"probe": "linear", "train_samples": len(ytr), "k": "", "C": float(res.C), **_m(m)}
-        )
+    for k in probe.knn_k:
+        m = res.metrics[f"knn_{k}"]
+        rows.append({"probe": f"knn_{k}", "train_samples": n, "k": int(k), "C": "", **_m(m)})
+    if probe.linear:
+        m = res.metrics["linear"]
+        rows.append({"probe": "linear", "train_samples": n, "k": "", "C": float(res.C), **_m(m)})
     return rows
 
 
