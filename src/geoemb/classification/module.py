@@ -4,27 +4,34 @@ Input batches are dicts ``image`` (B, D, H, W) embedding rasters, ``mask`` (B, H
 (True = valid) and ``label`` (B,) long, as :class:`geoemb.data.eurosat_embed.EuroSATEmbedDataModule`
 yields. The head comes from :func:`geoemb.pooling.heads.build_head`; the whole model is rebuilt by
 ``PoolingClassifier.load_from_checkpoint(path)`` alone (parts are plain dict configs).
+
+The module writes no files: it computes and logs metrics and exposes its test predictions
+(:meth:`PoolingClassifier.test_outputs`); :class:`geoemb.callbacks.GeoPoolHeadResults` turns them
+into the ``geopool_head_results.csv`` row of the GeoPool tables. A module rebuilt from a train.py
+checkpoint knows the data config it was trained on (:attr:`PoolingClassifier.data_config`), so
+:meth:`PoolingClassifier.trained_datamodule` rebuilds its test split.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
+import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F  # noqa: N812
+from omegaconf import OmegaConf
 from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from geoemb.pooling.heads import PooledClassifier, build_head
 from geoemb.utils.config import build_optimization
 from geoemb.utils.config import plain as _plain
 
 log = logging.getLogger(__name__)
-
-RESULTS_FILE = "geopool_head_results.csv"
-"""Written into the trainer's log dir on test: reference results-CSV columns + encoder."""
 
 
 class PoolingClassifier(L.LightningModule):
@@ -50,10 +57,6 @@ class PoolingClassifier(L.LightningModule):
     input_norm:
         Standardise every embedding channel with a non-affine ``BatchNorm2d`` before the head
         (raw AEF/Tessera codes are offset integers in 0..255; heads train poorly on them).
-    write_results:
-        On test end, append a row with the GeoPool results-CSV columns (``pool`` = head name,
-        ``probe`` = ``end2end``, plus ``encoder``/``split_type``/``data_source`` read from the
-        datamodule) to ``<log_dir>/geopool_head_results.csv`` for the GeoPool tables.
     """
 
     def __init__(
@@ -65,7 +68,6 @@ class PoolingClassifier(L.LightningModule):
         scheduler: dict | None = None,
         dropout: float = 0.0,
         class_names: list[str] | None = None,
-        write_results: bool = True,
         input_norm: bool = True,
     ) -> None:
         super().__init__()
@@ -77,11 +79,10 @@ class PoolingClassifier(L.LightningModule):
         self.num_classes = int(num_classes)
         self.net: torch.nn.Module | None = None
         self.input_norm: torch.nn.Module | None = None
+        #: the train.py data config this model was trained on (set from a checkpoint)
+        self.data_config: dict | None = None
         if in_dim is not None:
             self._build(int(in_dim))
-        from torchmetrics import MetricCollection
-        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -106,8 +107,6 @@ class PoolingClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------ model
     def _build(self, in_dim: int) -> None:
-        from geoemb.pooling.heads import PooledClassifier, build_head
-
         kw = {k: v for k, v in _plain(self.hparams.head).items() if k != "name"}
         head = build_head(self.head_name, in_dim, **kw)
         self.net = PooledClassifier(head, self.num_classes, dropout=float(self.hparams.dropout))
@@ -171,40 +170,38 @@ class PoolingClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_preds, self._test_targets = [], []
 
-    def on_test_epoch_end(self) -> None:
-        if (
-            not self.hparams.write_results
-            or not self._test_preds
-            or self.attached_trainer() is None
-        ):
-            return
-        if not self.trainer.is_global_zero or self.trainer.sanity_checking:
-            return
-        row = self.results_row(torch.cat(self._test_targets), torch.cat(self._test_preds))
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        append_results_row(out_dir / RESULTS_FILE, row)
+    def test_outputs(self) -> tuple[Tensor, Tensor] | None:
+        """``(y_true (N,), y_pred (N,))`` of the current/last test epoch (CPU), or ``None``."""
+        if not self._test_preds:
+            return None
+        return torch.cat(self._test_targets), torch.cat(self._test_preds)
 
-    def results_row(self, y_true: Tensor, y_pred: Tensor) -> dict[str, Any]:
-        """A GeoPool results-CSV row for predictions of this model on a test split."""
-        from geoemb.probes import classification_metrics
+    # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("geoemb")
+        data = meta.get("data") if isinstance(meta, dict) else None
+        self.data_config = dict(data) if isinstance(data, dict) else None
 
-        dm = getattr(self.attached_trainer(), "datamodule", None)
-        m = classification_metrics(y_true, y_pred, num_classes=self.num_classes)
-        return {
-            "pool": self.head_name,
-            "split_type": getattr(dm, "split", ""),
-            "probe": "end2end",
-            "train_samples": len(dm.dataset("train")) if hasattr(dm, "dataset") else "",
-            **{
-                k: float(m[k])
-                for k in ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
-            },
-            "k": "",
-            "C": "",
-            "encoder": getattr(dm, "encoder", ""),
-            "data_source": getattr(dm, "data_source", ""),
-            "values": getattr(dm, "values", ""),
-        }
+    def trained_datamodule(self) -> Any:
+        """The DataModule of the data config this model was trained on (from its checkpoint)."""
+        if self.data_config is None:
+            raise ValueError("PoolingClassifier: no data config (not rebuilt from a train.py "
+                             "checkpoint)")  # fmt: skip
+        return hydra.utils.instantiate(OmegaConf.create(self.data_config))
+
+    @torch.no_grad()
+    def predict_loader(
+        self, batches: Iterable[dict], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """``(y_true, y_pred)`` (CPU) over dict batches, in eval mode on ``device``."""
+        model = self.eval().to(device)
+        preds, ys = [], []
+        for b in batches:
+            mask = b["mask"].to(device)
+            logits = model(b["image"].to(device), None if bool(mask.all()) else mask)
+            preds.append(logits.argmax(1).cpu())
+            ys.append(b["label"])
+        return torch.cat(ys), torch.cat(preds)
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> Any:
@@ -219,24 +216,3 @@ class PoolingClassifier(L.LightningModule):
                 "weight_decay": 1e-4,
             },
         )
-
-
-def append_results_row(path: Path, row: dict[str, Any]) -> Path:
-    """Append ``row`` to a CSV (header from the first row), rewriting the file atomically."""
-    from geoemb.utils.io import atomic_write_text
-
-    path = Path(path)
-    rows: list[dict[str, Any]] = []
-    if path.is_file():
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    rows.append({k: row[k] for k in row})
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-    return path

@@ -6,11 +6,9 @@ Results rows use the reference columns (``reference/geopool.md`` §8) plus ``enc
     encoder, pool, split_type (standard|spatial), probe (knn_<k>|linear|end2end), train_samples,
     accuracy, f1_macro, f1_weighted, precision_macro, recall_macro, k, C, data_source, values
 
-Tables follow ``paper/{linear,knn}_table.tex``: spatial accuracy per encoder + ``Avg`` (unweighted
-mean over encoders), random accuracy per encoder + ``Avg``, ``Gap = Avg(random) - Avg(spatial)``
-in percentage points from unrounded values; rows sorted by spatial ``Avg`` ascending within each
-block (training-free, then parametric, then learnable heads). Learnable heads (``probe=end2end``)
-appear in the linear table's last block.
+The paper-layout tables are made in :mod:`geoemb.reporting.geopool_tables` (re-exported here);
+this module reads/writes results rows, draws the random-vs-spatial plot and aggregates a results
+directory into all of them.
 
 Aggregate a results directory (also what each ``evaluate.py experiment=geopool`` job does)::
 
@@ -24,82 +22,44 @@ import glob
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from geoemb.reporting.tables import to_markdown
+from geoemb.probes import classification_metrics
+from geoemb.reporting.geopool_tables import (
+    BLOCKS,
+    ENCODER_NAMES,
+    METHOD_NAMES,
+    encoder_name,
+    encoder_sort_key,
+    method_block,
+    method_name,
+    paper_table,
+    results_data_source,
+    table_latex,
+    table_markdown,
+    table_metrics,
+    write_paper_table,
+)
 from geoemb.utils.io import atomic_path, atomic_write_text
 
+__all__ = [
+    "BLOCKS", "ENCODER_NAMES", "HEAD_RESULTS_FILE", "METHOD_NAMES", "PROBE_METRICS",
+    "REFERENCE_COLUMNS", "RESULT_COLUMNS", "aggregate", "append_results_row", "encoder_name",
+    "end2end_row", "method_block", "method_name", "paper_table", "plot_random_vs_spatial",
+    "read_results", "results_data_source", "table_latex", "table_markdown", "table_metrics",
+    "write_job", "write_paper_table", "write_reference_csvs",
+]  # fmt: skip
+
 RESULT_COLUMNS = [
-    "encoder",
-    "pool",
-    "split_type",
-    "probe",
-    "train_samples",
-    "accuracy",
-    "f1_macro",
-    "f1_weighted",
-    "precision_macro",
-    "recall_macro",
-    "k",
-    "C",
-    "data_source",
-    "values",
-]
+    "encoder", "pool", "split_type", "probe", "train_samples", "accuracy", "f1_macro",
+    "f1_weighted", "precision_macro", "recall_macro", "k", "C", "data_source", "values",
+]  # fmt: skip
 REFERENCE_COLUMNS = RESULT_COLUMNS[1:12]  # pool ... C (the reference CSV has k|C)
-
-METHOD_NAMES = {
-    "std": "Std",
-    "mean": "Mean",
-    "gem": "GeM",
-    "center_weighted_mean": "Center-Wtd",
-    "max": "Max",
-    "median_iqr": "Median+IQR",
-    "mean_std": "Mean+Std",
-    "percentiles": "Percentiles",
-    "mean_max": "Mean+Max",
-    "flattened_cov": "Covariance",
-    "stats": "Stats",
-    "pca_64": "PCA-64",
-    "bovw_128": "BoVW-128",
-    "attention_mil": "Attention-MIL (learned)",
-    "gem_learned": "GeM (learned p)",
-    "pma": "PMA (learned)",
-    "lowrank_bilinear": "Low-rank bilinear (learned)",
-}
-ENCODER_NAMES = {
-    "aef": "AEF",
-    "olmoearth-nano": "OE",
-    "olmoearth-tiny": "OE-tiny",
-    "olmoearth-base": "OE-base",
-    "tessera": "Tess",
-}
-ENCODER_ORDER = list(ENCODER_NAMES)
-BLOCKS = ("training-free", "parametric", "learnable")
-
-
-def method_block(pool: str, probe: str) -> str:
-    """Which table block a row belongs to."""
-    if probe == "end2end":
-        return "learnable"
-    if pool.startswith(("pca_", "bovw_")):
-        return "parametric"
-    return "training-free"
-
-
-def method_name(pool: str, probe: str = "") -> str:
-    if probe == "end2end" and pool == "gem":
-        return METHOD_NAMES["gem_learned"]
-    return METHOD_NAMES.get(pool, pool)
-
-
-def encoder_name(enc: str) -> str:
-    return ENCODER_NAMES.get(enc, enc)
-
-
-def _encoder_sort_key(enc: str) -> tuple[int, str]:
-    return (ENCODER_ORDER.index(enc) if enc in ENCODER_ORDER else len(ENCODER_ORDER), enc)
+PROBE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
+HEAD_RESULTS_FILE = "geopool_head_results.csv"
+"""What a learnable-head run writes into its log dir on test (see ``geoemb.callbacks``)."""
 
 
 # ---------------------------------------------------------------------------------- I/O
@@ -137,13 +97,6 @@ def read_results(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def results_data_source(df: pd.DataFrame) -> str:
-    """``synthetic`` if any row is synthetic, else ``real``."""
-    if len(df) and (df["data_source"].astype(str) == "synthetic").any():
-        return "synthetic"
-    return "real"
-
-
 def write_reference_csvs(df: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<out_dir>/<encoder>/{knn,linear}_results.csv`` in the reference's columns."""
     out = []
@@ -161,202 +114,30 @@ def write_reference_csvs(df: pd.DataFrame, out_dir: str | os.PathLike) -> list[P
     return out
 
 
-# ---------------------------------------------------------------------------------- tables
-def paper_table(
-    df: pd.DataFrame,
-    probe: str = "linear",
-    k: int = 5,
-    encoders: Sequence[str] | None = None,
-    include_heads: bool = True,
-) -> pd.DataFrame:
-    """Paper-layout accuracy table (in %) for one probe.
-
-    Parameters
-    ----------
-    df:
-        Results rows (:data:`RESULT_COLUMNS`).
-    probe:
-        ``linear`` or ``knn`` (uses ``knn_<k>`` rows).
-    encoders:
-        Column order (default: the encoders present, in the paper's order).
-    include_heads:
-        Add ``end2end`` rows (learnable heads) as the last block of the linear table.
-
-    Returns
-    -------
-    DataFrame with columns ``block, key, Method, sp <Enc>..., sp Avg, rd <Enc>..., rd Avg, Gap``;
-    ``Avg`` is the unweighted mean over the encoders present for that method, ``Gap`` =
-    ``rd Avg - sp Avg`` in pp (unrounded inputs); sorted by ``sp Avg`` ascending within a block.
-    """
-    probe_key = f"knn_{k}" if probe == "knn" else probe
-    wanted = [probe_key] + (["end2end"] if include_heads and probe == "linear" else [])
-    sub = df[df["probe"].isin(wanted)].copy()
-    if encoders is None:
-        encoders = sorted(sub["encoder"].astype(str).unique(), key=_encoder_sort_key)
-    encoders = list(encoders)
-    sub["acc"] = sub["accuracy"].astype(float) * 100.0
-    names = {e: encoder_name(e) for e in encoders}
-    cols = (
-        [f"sp {names[e]}" for e in encoders]
-        + ["sp Avg"]
-        + [f"rd {names[e]}" for e in encoders]
-        + ["rd Avg", "Gap"]
-    )
-    rows = []
-    for (pool, prb), g in sub.groupby(["pool", "probe"], sort=False):
-        acc = g.set_index(["split_type", "encoder"])["acc"]
-        row = {"block": method_block(pool, prb), "key": pool, "Method": method_name(pool, prb)}
-        for short, st in (("sp", "spatial"), ("rd", "standard")):
-            vals = [acc.get((st, e), np.nan) for e in encoders]
-            for e, v in zip(encoders, vals):
-                row[f"{short} {names[e]}"] = float(v)
-            finite = [v for v in vals if np.isfinite(v)]
-            row[f"{short} Avg"] = float(np.mean(finite)) if finite else np.nan
-        row["Gap"] = row["rd Avg"] - row["sp Avg"]
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["block", "key", "Method"] + cols)
-    if len(table):
-        table["_b"] = table["block"].map(BLOCKS.index)
-        table = table.sort_values(["_b", "sp Avg"], kind="stable", na_position="last")
-        table = table.drop(columns="_b").reset_index(drop=True)
-    return table
-
-
-def _fmt(v: object, floatfmt: str = ".1f") -> str:
-    if isinstance(v, float | np.floating):
-        return "--" if not np.isfinite(v) else format(float(v), floatfmt)
-    return str(v)
-
-
-def table_markdown(table: pd.DataFrame, title: str, data_source: str) -> str:
-    """Markdown with one sub-table per block (parametric and learnable blocks separate)."""
-    lines = [f"### {title}", ""]
-    if data_source == "synthetic":
-        lines += [
-            "> **data_source=synthetic** — synthetic EuroSAT-Embed stand-in, not real data.",
-            "",
-        ]
-    lines += [
-        "Accuracy (%). sp = spatial split, rd = random split, Avg = mean over encoders, "
-        "Gap = rd Avg - sp Avg (pp); sorted by sp Avg.",
-        "",
-    ]
-    show = [c for c in table.columns if c not in ("block", "key")]
-    for block in BLOCKS:
-        part = table[table["block"] == block]
-        if not len(part):
-            continue
-        if block != "training-free":
-            lines.append(f"*{block}*")
-            lines.append("")
-        body = part[show].copy()
-        for c in show[1:]:
-            body[c] = [_fmt(v) for v in body[c]]
-        lines.append(to_markdown(body).rstrip())
-        lines.append("")
-    return "\n".join(lines)
-
-
-def table_latex(table: pd.DataFrame, caption: str, data_source: str, label: str = "") -> str:
-    """LaTeX table in the paper's layout (Spatial | Random | Gap, separate blocks, italics)."""
-    encs = [c[3:] for c in table.columns if c.startswith("sp ") and c != "sp Avg"]
-    n = len(encs) + 1
-
-    def esc(s: str) -> str:
-        for a, b in (
-            ("\\", r"\textbackslash{}"),
-            ("_", r"\_"),
-            ("%", r"\%"),
-            ("&", r"\&"),
-            ("#", r"\#"),
-        ):
-            s = s.replace(a, b)
-        return s
-
-    if data_source == "synthetic":
-        caption = f"{caption} SYNTHETIC DATA (data\\_source=synthetic): not real EuroSAT-Embed."
-    lines = []
-    if data_source == "synthetic":
-        lines.append("% data_source=synthetic -- generated stand-in, NOT the real benchmark")
-    lines += [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{caption}}}",
-    ]
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [
-        rf"\begin{{tabular}}{{l{'c' * n}{'c' * n}c}}",
-        r"\toprule",
-        rf" & \multicolumn{{{n}}}{{c}}{{Spatial}} & \multicolumn{{{n}}}{{c}}{{Random}} & \\",
-        rf"\cmidrule(lr){{2-{n + 1}}} \cmidrule(lr){{{n + 2}-{2 * n + 1}}}",
-        "Method & "
-        + " & ".join(esc(e) for e in encs + ["Avg"])
-        + " & "
-        + " & ".join(esc(e) for e in encs + ["Avg"])
-        + r" & Gap \\",
-        r"\midrule",
-    ]
-    value_cols = (
-        [f"sp {e}" for e in encs] + ["sp Avg"] + [f"rd {e}" for e in encs] + ["rd Avg", "Gap"]
-    )
-    first = True
-    for block in BLOCKS:
-        part = table[table["block"] == block]
-        if not len(part):
-            continue
-        if not first:
-            lines.append(r"\midrule")
-        first = False
-        for _, r in part.iterrows():
-            name = esc(str(r["Method"]))
-            cells = [_fmt(r[c]) for c in value_cols]
-            if block != "training-free":
-                name = rf"\textit{{{name}}}"
-                cells = [rf"\textit{{{c}}}" for c in cells]
-            lines.append(name + " & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_paper_table(
-    df: pd.DataFrame, stem: str | os.PathLike, probe: str = "linear", k: int = 5
-) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Write ``<stem>.csv/.md/.tex`` for one probe; return the table and the paths."""
-    source = results_data_source(df)
-    table = paper_table(df, probe=probe, k=k)
-    stem = Path(stem)
-    title = "Linear probe" if probe == "linear" else f"kNN (k={k}, cosine)"
-    csv_df = table.copy()
-    csv_df["data_source"] = source
-    paths = {
-        "csv": atomic_write_text(stem.with_suffix(".csv"), csv_df.to_csv(index=False)),
-        "md": atomic_write_text(stem.with_suffix(".md"), table_markdown(table, title, source)),
-        "tex": atomic_write_text(
-            stem.with_suffix(".tex"),
-            table_latex(table, f"{title} accuracy (\\%) on EuroSAT-Embed.", source, f"tab:{probe}"),
-        ),
-    }
-    return table, paths
-
-
 # ---------------------------------------------------------------------------------- plot
+def _square_limits(values: Sequence[float]) -> tuple[float, float]:
+    """Axis range fitted to the data with a margin (points at 100 % stay fully visible)."""
+    lo, hi = float(min(values)), float(max(values))
+    pad = max(1.0, 0.06 * (hi - lo))
+    return max(0.0, lo - pad), hi + pad
+
+
 def plot_random_vs_spatial(
     df: pd.DataFrame, path: str | os.PathLike, probes: Sequence[str] = ("linear", "knn_5")
 ) -> Path:
-    """Scatter random-split (x) vs spatial-split (y) accuracy per encoder x method, one panel per probe.
-
-    Points near the diagonal generalise better under geographic shift.
-    """
+    """Scatter random-split (x) vs spatial-split (y) accuracy per encoder x method, one panel per
+    probe; points near the diagonal generalise better under geographic shift. Titled, with
+    "(synthetic data)" in the title when any row is synthetic."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    source = results_data_source(df)
+    synthetic = results_data_source(df) == "synthetic"
     probes = [p for p in probes if (df["probe"] == p).any()] or list(df["probe"].unique()[:1])
     fig, axes = plt.subplots(1, len(probes), figsize=(5.2 * len(probes), 4.8), squeeze=False)
-    encs = sorted(df["encoder"].astype(str).unique(), key=_encoder_sort_key)
+    encs = sorted(df["encoder"].astype(str).unique(), key=encoder_sort_key)
     markers = dict(zip(encs, "osD^vP*Xh"))
     pools = list(dict.fromkeys(df["pool"].astype(str)))
     cmap = matplotlib.colormaps["tab20"]
@@ -366,25 +147,24 @@ def plot_random_vs_spatial(
         piv = sub.pivot_table(
             index=["encoder", "pool", "probe"], columns="split_type", values="accuracy"
         )
-        lo = 100.0
+        seen = []
         for (enc, pool, _prb), r in piv.iterrows():
             if not {"standard", "spatial"} <= set(r.index) or r.isna().any():
                 continue
             x, y = 100 * r["standard"], 100 * r["spatial"]
-            lo = min(lo, x, y)
-            ax.scatter(
-                x, y, marker=markers.get(enc, "o"), color=colors[pool], s=42, edgecolor="k", lw=0.4
-            )
-        lo = max(0.0, np.floor(lo / 5) * 5 - 5)
-        ax.plot([lo, 100], [lo, 100], "k--", lw=0.8)
-        ax.set_xlim(lo, 101)
-        ax.set_ylim(lo, 101)
+            seen += [x, y]
+            ax.scatter(x, y, marker=markers.get(enc, "o"), color=colors[pool], s=42,
+                       edgecolor="k", lw=0.4, clip_on=False, zorder=3)  # fmt: skip
+        lo, hi = _square_limits(seen or [0.0, 100.0])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="_diagonal")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
         ax.set_xlabel("random split accuracy (%)")
         ax.set_ylabel("spatial split accuracy (%)")
-        ax.set_title(probe + (" [SYNTHETIC DATA]" if source == "synthetic" else ""))
+        name = "linear probe" if probe == "linear" else probe.replace("knn_", "kNN, k=")
+        ax.set_title(name + (" + learnable heads" if probe == "linear" else ""))
         ax.grid(alpha=0.3)
-    from matplotlib.lines import Line2D
-
     handles = [
         Line2D([], [], ls="", marker=markers[e], color="gray", label=encoder_name(e)) for e in encs
     ]
@@ -394,13 +174,44 @@ def plot_random_vs_spatial(
     fig.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False
     )
-    if source == "synthetic":
-        fig.suptitle("data_source=synthetic (stand-in, not real EuroSAT-Embed)", color="crimson")
+    title = "GeoPool: random vs spatial split accuracy (EuroSAT-Embed)"
+    fig.suptitle(title + (" (synthetic data)" if synthetic else ""),
+                 color="crimson" if synthetic else "black")  # fmt: skip
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------------- rows
+def end2end_row(y_true: Any, y_pred: Any, num_classes: int, **fields: Any) -> dict[str, Any]:
+    """A results row (``probe = end2end``) for a learnable head's test predictions.
+
+    ``fields``: ``pool, encoder, split_type, train_samples, data_source, values``.
+    """
+    m = classification_metrics(y_true, y_pred, num_classes=num_classes)
+    row = {c: "" for c in RESULT_COLUMNS}
+    row.update(fields, probe="end2end", **{k: float(m[k]) for k in PROBE_METRICS})
+    return row
+
+
+def write_job(results_dir: str | os.PathLike, name: str, rows: Sequence[dict]) -> Path | None:
+    """``<results_dir>/jobs/<name>.csv`` (result columns) from ``rows``; nothing for no rows."""
+    if not rows:
+        return None
+    df = pd.DataFrame(list(rows))[RESULT_COLUMNS]
+    return atomic_write_text(Path(results_dir) / "jobs" / f"{name}.csv", df.to_csv(index=False))
+
+
+def append_results_row(path: str | os.PathLike, row: dict[str, Any]) -> Path:
+    """Append ``row`` to a CSV (header from all rows), rewriting the file atomically."""
+    path = Path(path)
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records") if path.is_file(
+    ) else []  # fmt: skip
+    rows.append(dict(row))
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    return atomic_write_text(path, pd.DataFrame(rows, columns=cols).to_csv(index=False))
 
 
 # ---------------------------------------------------------------------------------- aggregate
