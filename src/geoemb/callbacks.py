@@ -1,44 +1,41 @@
-"""Lightning callbacks: prediction overlays (W&B + PNG) and run metadata in checkpoints."""
+"""Lightning callbacks: the file/W&B side effects of the LightningModules, run metadata, resume state.
+
+LightningModules only compute and log metrics; what goes to disk (and to W&B as tables/images) is
+written here, through :mod:`geoemb.reporting`:
+
+* :class:`LogPredictions`: ``image | truth | prediction`` panels of validation chips
+  (:mod:`geoemb.reporting.water`);
+* :class:`GeoPoolHeadResults`: the ``geopool_head_results.csv`` row of a learnable pooling head's
+  test run (:mod:`geoemb.reporting.geopool`);
+* :class:`RSCDistanceCurve`: the RSC test distance-recall curve (:mod:`geoemb.reporting.rsc`).
+"""
 
 from __future__ import annotations
 
+import logging
+import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from geoemb.reporting.geopool import HEAD_RESULTS_FILE, append_results_row, end2end_row
+from geoemb.reporting.rsc import curve_frame, write_distance_curves
+from geoemb.reporting.water import prediction_panel, save_prediction_panels
+
+log = logging.getLogger(__name__)
 
 
-def _stretch(rgb: np.ndarray) -> np.ndarray:
-    """Per-channel 2–98 % percentile stretch of ``(H, W, 3)`` to [0, 1]."""
-    out = np.empty_like(rgb, dtype=np.float32)
-    for c in range(rgb.shape[-1]):
-        lo, hi = np.percentile(rgb[..., c], [2, 98])
-        out[..., c] = np.clip((rgb[..., c] - lo) / max(hi - lo, 1e-6), 0, 1)
-    return out
+def _is_synthetic(trainer: Trainer) -> bool:
+    return getattr(getattr(trainer, "datamodule", None), "data_source", "real") == "synthetic"
 
 
-def overlay_panel(
-    image: np.ndarray, target: np.ndarray, pred: np.ndarray, rgb: list[int]
-) -> np.ndarray:
-    """Side-by-side uint8 panel ``image | truth | prediction`` for one sample.
-
-    ``image`` is ``(C, H, W)`` raw; ``target``/``pred`` are ``(H, W)`` class ids (colour-coded with
-    the tab10 palette).
-    """
-    from matplotlib import colormaps
-
-    bands = [b for b in rgb if b < image.shape[0]] or [0]
-    while len(bands) < 3:
-        bands.append(bands[-1])
-    rgb_img = _stretch(np.moveaxis(image[bands], 0, -1))
-    cmap = colormaps["tab10"]
-    t = cmap(np.asarray(target) % 10)[..., :3]
-    p = cmap(np.asarray(pred) % 10)[..., :3]
-    gap = np.ones((rgb_img.shape[0], 4, 3), dtype=np.float32)
-    panel = np.concatenate([rgb_img, gap, t, gap, p], axis=1)
-    return (panel * 255).astype(np.uint8)
+def _wandb_loggers(trainer: Trainer) -> list:
+    return [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
 
 
 class LogPredictions(Callback):
@@ -46,8 +43,10 @@ class LogPredictions(Callback):
 
     Goes to every :class:`~lightning.pytorch.loggers.WandbLogger` via ``log_image`` (torchgeo and
     TerraTorch only plot to TensorBoard) and always to ``<run>/predictions/epoch_XXX.png``.
-    The module must set ``_last_val = (batch, logits)`` in ``validation_step`` (as
-    :class:`geoemb.segmentation.module.SegmentationModule` does).
+    Panels (:func:`geoemb.reporting.water.prediction_panel`) use one colour per class in truth and
+    prediction, a legend with the module's ``class_names``, grey for nodata/``ignore_index`` pixels
+    and the synthetic tag for stand-in data. The module must set ``_last_val = (batch, logits)`` in
+    ``validation_step`` (as :class:`geoemb.segmentation.module.SegmentationModule` does).
     """
 
     def __init__(
@@ -70,45 +69,74 @@ class LogPredictions(Callback):
         images = batch["image"][:n].float().cpu().numpy()
         targets = batch["mask"][:n].cpu().numpy()
         preds = logits[:n].argmax(1).cpu().numpy()
-        panels = [overlay_panel(images[i], targets[i], preds[i], self.rgb_bands) for i in range(n)]
-        self._save_png(trainer, panels)
-        for lg in trainer.loggers:
-            if type(lg).__name__ == "WandbLogger":
-                lg.log_image(
-                    key="val/predictions",
-                    images=list(panels),
-                    caption=[
-                        f"epoch {trainer.current_epoch} sample {i}: image | truth | prediction"
-                        for i in range(n)
-                    ],
-                )
+        hp = getattr(pl_module, "hparams", {})
+        synthetic = _is_synthetic(trainer)
+        panels = [
+            prediction_panel(images[i], targets[i], preds[i], self.rgb_bands,
+                             class_names=hp.get("class_names"),
+                             num_classes=getattr(pl_module, "num_classes", None),
+                             ignore_index=getattr(pl_module, "ignore_index", None),
+                             synthetic=synthetic,
+                             title=f"epoch {trainer.current_epoch}, validation chip {i}")
+            for i in range(n)
+        ]  # fmt: skip
+        target = Path(trainer.default_root_dir) / "predictions"
+        save_prediction_panels(panels, target / f"epoch_{trainer.current_epoch:03d}.png")
+        for lg in _wandb_loggers(trainer):
+            lg.log_image(
+                key="val/predictions",
+                images=list(panels),
+                caption=[
+                    f"epoch {trainer.current_epoch} sample {i}: image | truth | prediction"
+                    for i in range(n)
+                ],
+            )
 
-    def _save_png(self, trainer: Trainer, panels: list[np.ndarray]) -> Path | None:
-        import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+class GeoPoolHeadResults(Callback):
+    """On test end, append the GeoPool results row of a ``PoolingClassifier`` to
+    ``<log dir>/geopool_head_results.csv`` (``pool`` = head name, ``probe`` = ``end2end``, plus
+    ``encoder``/``split_type``/``data_source``/``values`` of the datamodule) for the GeoPool tables.
+    """
 
-        from geoemb.utils.io import atomic_path
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        outputs = getattr(pl_module, "test_outputs", lambda: None)()
+        if outputs is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        dm = getattr(trainer, "datamodule", None)
+        row = end2end_row(
+            *outputs, pl_module.num_classes, pool=pl_module.head_name,
+            split_type=getattr(dm, "split", ""), encoder=getattr(dm, "encoder", ""),
+            train_samples=len(dm.dataset("train")) if hasattr(dm, "dataset") else "",
+            data_source=getattr(dm, "data_source", ""), values=getattr(dm, "values", ""),
+        )  # fmt: skip
+        out_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        append_results_row(out_dir / HEAD_RESULTS_FILE, row)
 
-        root = Path(trainer.default_root_dir) / "predictions"
-        target = root / f"epoch_{trainer.current_epoch:03d}.png"
-        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3 * len(panels)), squeeze=False)
-        for ax, panel in zip(axes[:, 0], panels):
-            ax.imshow(panel)
-            ax.set_axis_off()
-        axes[0, 0].set_title("image | truth | prediction")
-        fig.tight_layout()
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        return target
+
+class RSCDistanceCurve(Callback):
+    """Write the RSC test distance-recall curve of an ``RSCSegmentationModule`` to
+    ``<run dir>/rsc/test_distance_curve.{csv,png}`` and log it to W&B (``test/distance_curve``
+    table, ``test/distance_curve_plot`` image). Skipped under ``fast_dev_run``."""
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        curve = getattr(pl_module, "distance_curves", {}).get("test")
+        if curve is None or not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        stem = Path(trainer.default_root_dir) / "rsc" / "test_distance_curve"
+        _, png, _ = write_distance_curves({"model": curve}, stem, title="test split",
+                                          synthetic=_is_synthetic(trainer), model_column=False)  # fmt: skip
+        for lg in _wandb_loggers(trainer):
+            if getattr(lg, "experiment", None) is None:
+                continue
+            import wandb
+
+            lg.experiment.log({"test/distance_curve": wandb.Table(dataframe=curve_frame(curve)),
+                               "test/distance_curve_plot": wandb.Image(str(png))})  # fmt: skip
 
 
 def _plain_tree(obj: Any) -> Any:
     """Recursively turn OmegaConf containers into plain dicts/lists (and AttributeDicts into dicts)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
     if isinstance(obj, DictConfig | ListConfig):
         return OmegaConf.to_container(obj, resolve=True)
     if isinstance(obj, dict):
@@ -155,8 +183,6 @@ def collect_rng_states() -> dict[str, Any]:
     Plain containers and tensors only (numpy's key array becomes an int64 tensor), so a checkpoint
     holding them still loads with ``torch.load(weights_only=True)``.
     """
-    import random
-
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {
@@ -177,8 +203,6 @@ def collect_rng_states() -> dict[str, Any]:
 
 def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what :func:`collect_rng_states` returned."""
-    import random
-
     if "python" in states:
         version, internal, gauss = states["python"]
         random.setstate((int(version), tuple(int(v) for v in internal), gauss))
@@ -260,8 +284,6 @@ class ResumeState(Callback):
     def on_load_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
         states = checkpoint.get("callbacks") or {}
         for cb in trainer.checkpoint_callbacks:
             if not isinstance(cb, ModelCheckpoint) or cb.dirpath is None:
@@ -270,9 +292,7 @@ class ResumeState(Callback):
             if isinstance(state, dict) and state.get("dirpath") not in (None, cb.dirpath):
                 state["dirpath"] = cb.dirpath
         if self.state_key not in states:
-            import logging
-
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "the checkpoint has no RNG state (written before geoemb stored it): the resumed "
                 "run may differ from an uninterrupted one"
             )

@@ -229,37 +229,6 @@ class ERFResult:
             df[name] = c
         return df
 
-    def plot(self, path, title: str | None = None):
-        """Cumulative-mass curves with dashed 50/90/99 % radii of the road class; PNG at ``path``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from geoemb.utils.io import atomic_path
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, c in self.mean_curve.items():
-            ax.plot(self.grid, c, label=f"{name} (n={self.n[name]})")
-        key = "road" if "road" in self.radius else next(iter(self.radius), None)
-        if key is not None:
-            for p, r in self.radius[key].items():
-                if np.isfinite(r):
-                    ax.axvline(r, ls="--", lw=0.8, color="gray")
-                    ax.text(r, 0.02, f"{int(p * 100)}%", rotation=90, fontsize=7)
-        ax.set_xlabel("radius from output pixel (px)")
-        ax.set_ylabel("cumulative gradient mass")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        if title:
-            ax.set_title(title)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        return path
-
 
 CLASS_NAMES = {0: "background", 1: "road", 2: "tc"}
 

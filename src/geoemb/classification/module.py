@@ -6,8 +6,10 @@ yields. The head comes from :func:`geoemb.pooling.heads.build_head`; the whole m
 ``PoolingClassifier.load_from_checkpoint(path)`` alone (parts are plain dict configs).
 
 The module writes no files: it computes and logs metrics and exposes its test predictions
-(:meth:`PoolingClassifier.test_outputs`); :class:`geoemb.callbacks.GeoPoolHeadResults` turns them
-into the ``geopool_head_results.csv`` row of the GeoPool tables. A module rebuilt from a train.py
+(:meth:`PoolingClassifier.test_outputs`); :class:`geoemb.callbacks.GeoPoolHeadResults` (attached
+by :meth:`PoolingClassifier.configure_callbacks` unless ``write_results=False``, so every test run —
+train.py or ``evaluate.py ckpt_path=…`` — gets it) turns them into the
+``geopool_head_results.csv`` row of the GeoPool tables. A module rebuilt from a train.py
 checkpoint knows the data config it was trained on (:attr:`PoolingClassifier.data_config`), so
 :meth:`PoolingClassifier.trained_datamodule` rebuilds its test split.
 """
@@ -22,11 +24,13 @@ import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F  # noqa: N812
+from lightning import Callback
 from omegaconf import OmegaConf
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from geoemb.callbacks import GeoPoolHeadResults
 from geoemb.pooling.heads import PooledClassifier, build_head
 from geoemb.utils.config import build_optimization
 from geoemb.utils.config import plain as _plain
@@ -57,6 +61,9 @@ class PoolingClassifier(L.LightningModule):
     input_norm:
         Standardise every embedding channel with a non-affine ``BatchNorm2d`` before the head
         (raw AEF/Tessera codes are offset integers in 0..255; heads train poorly on them).
+    write_results:
+        Attach :class:`~geoemb.callbacks.GeoPoolHeadResults`: on test end it appends this head's
+        GeoPool results row (``probe = end2end``) to ``<log_dir>/geopool_head_results.csv``.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class PoolingClassifier(L.LightningModule):
         scheduler: dict | None = None,
         dropout: float = 0.0,
         class_names: list[str] | None = None,
+        write_results: bool = True,
         input_norm: bool = True,
     ) -> None:
         super().__init__()
@@ -175,6 +183,10 @@ class PoolingClassifier(L.LightningModule):
         if not self._test_preds:
             return None
         return torch.cat(self._test_targets), torch.cat(self._test_preds)
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The callback that writes this module's test results (see ``write_results``)."""
+        return [GeoPoolHeadResults()] if self.hparams.get("write_results", True) else []
 
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

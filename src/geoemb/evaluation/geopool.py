@@ -36,6 +36,7 @@ from geoemb.data.eurosat_embed import (
     SPLIT_TYPES,
     EuroSATEmbedDataset,
     encoder_dir,
+    is_synthetic,
     split_file,
 )
 from geoemb.data.source import DataSource
@@ -231,6 +232,10 @@ class GeoPoolEvaluator(Evaluator):
                 raise self.source.not_found(f"no folder {encoder_dir(root, e)} (encoder {e!r})")
         return root
 
+    def data_source(self, root: Path) -> str:
+        """``synthetic`` for the stand-in (``data.synthetic=true`` or a generated tree), else ``real``."""
+        return "synthetic" if self.source.synthetic or is_synthetic(root) else "real"
+
     def _pool(self, root: Path, enc: str, st: str, ctx: RunContext, cache, memo) -> dict:
         hp = self.data.hparams
         train, test = (EuroSATEmbedDataset(root, enc, s, st, hp["values"], hp["size"])
@@ -240,7 +245,7 @@ class GeoPoolEvaluator(Evaluator):
         if cache is not None:
             files = [split_file(root, "train", st), split_file(root, "test", st),
                      *train.paths, *test.paths]  # fmt: skip
-            info = {"data_source": self.source.data_source, "n_train": len(train),
+            info = {"data_source": self.data_source(root), "n_train": len(train),
                     "n_test": len(test)}  # fmt: skip
             slot = SplitCache(cache, enc, st, files_digest(files, memo),
                               {"values": hp["values"], "size": int(hp["size"])}, info)  # fmt: skip
@@ -252,13 +257,14 @@ class GeoPoolEvaluator(Evaluator):
                  or [pat]]  # fmt: skip
         heads = [(p, load_head(p, ctx)) for p in paths]  # every checkpoint checked first
         root = self.data_root()
+        source = self.data_source(root)
         rd = self.results_dir or ctx.shared_dir
         cache = None
         if self.cache.enabled:
             cache = PooledFeatureCache(Path(self.cache.dir or rd / "embeddings"),
                                        self.cache.trust_unkeyed)  # fmt: skip
         probe = dataclasses.replace(self.probe, seed=ctx.seed)
-        tags = {"data_source": self.source.data_source, "values": self.data.hparams["values"]}
+        tags = {"data_source": source, "values": self.data.hparams["values"]}
         log.info("GeoPool: encoders=%s methods=%s data_source=%s -> %s",
                  self.encoders, self.methods, tags["data_source"], rd)  # fmt: skip
         metrics: dict[str, float] = {}
@@ -286,5 +292,5 @@ class GeoPoolEvaluator(Evaluator):
             out = report.aggregate(rd, extra=self.extra_results, k=self.table_k, logger=ctx.logger)
             metrics.update(report.table_metrics(out["linear_table"]))
             log.info("GeoPool tables: %s", out["linear_paths"]["md"])
-        metrics["data_source_synthetic"] = float(self.source.synthetic)
+        metrics["data_source_synthetic"] = float(source == "synthetic")
         return metrics

@@ -1,7 +1,7 @@
 """Chesapeake RSC analysis evaluator: metrics, DWR, distance curves, ERF, TRF, stitching overlap.
 
 ``python evaluate.py experiment=rsc_analysis ckpt_path=<run>/checkpoints/<ckpt>`` (optionally
-``'evaluation.compare={baseline: <ckpt>}'``) writes under the run directory:
+``'+evaluation.compare={baseline: <ckpt>}'``) writes under the run directory:
 
 * ``rsc_metrics.{csv,md,tex}``: per model road R/P (TC as FP), TC R, bg R/P, DWR, kept TC pixels;
 * ``distance_curve.csv`` + ``distance_curve.png``: 19-bin recall vs L1 distance, all models;
@@ -9,26 +9,95 @@
 * ``trf.csv``: theoretical receptive field (px) of the main model;
 and returns ``test/<metric>`` (main model), ``<name>/test/dwr`` (compared models), ``erf/<class>_r50``
 etc., ``trf_px`` and ``recommended_overlap_px``.
+
+Every checkpoint is read and verified first (``ctx.load_module``, the safe loader); each model is
+evaluated on the data config it was trained on, with the non-null keys of ``data`` merged on top
+(``data.synthetic=true``). Figures and tables are written by :mod:`geoemb.reporting.rsc`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
+import hydra
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
+from geoemb.analysis.erf import erf_analysis, recommended_overlap
+from geoemb.analysis.trf import theoretical_receptive_field
+from geoemb.errors import CheckpointError, InputError
 from geoemb.evaluation.base import Evaluator
-from geoemb.utils.run_logger import RunLogger
+from geoemb.metrics.rsc import DistanceBinnedRecall, DistanceWeightedRecall, RSCConfusionMatrix
+from geoemb.reporting.rsc import write_distance_curves, write_erf
+from geoemb.reporting.tables import write_table
+from geoemb.run.context import RunContext
+from geoemb.utils.io import atomic_write_text
 
-__all__ = ["RSCAnalysis"]
+__all__ = ["RENAMED", "ERFOptions", "RSCAnalysis", "TRFOptions"]
+
+#: Old ``evaluation.*`` keys (``null`` tombstones in the yaml) -> the new spelling.
+RENAMED = {
+    "erf_images": "evaluation.erf.images", "erf_per_class": "evaluation.erf.per_class",
+    "erf_block": "evaluation.erf.block", "erf_border": "evaluation.erf.border",
+    "erf_percentiles": "evaluation.erf.percentiles",
+    "overlap_percentile": "evaluation.erf.overlap_percentile",
+    "overlap_multiple": "evaluation.erf.overlap_multiple",
+    "trf_input_size": "evaluation.trf.input_size",
+    "trf_max_input_size": "evaluation.trf.max_input_size",
+    "device": "device (the run's device)", "seed": "seed (the run's seed)",
+    "trust_checkpoint": "trust_checkpoint (top level)",
+}  # fmt: skip
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def reject_renamed(renamed: Mapping[str, str], given: Mapping[str, Any]) -> None:
+    """One clear error for an old key that is set (``null`` tombstones pass)."""
+    for key, value in given.items():
+        if key not in renamed:
+            raise TypeError(f"unexpected evaluation key {key!r}")
+        if value is not None:
+            raise InputError(f"evaluation.{key} was renamed: use {renamed[key]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ERFOptions:
+    """``evaluation.erf``: ERF sampling (:func:`geoemb.analysis.erf.erf_analysis`; blog: 200 test
+    images) and the stitching overlap derived from it (:func:`~geoemb.analysis.erf.recommended_overlap`)."""
+
+    images: int = 200
+    per_class: int = 4
+    block: int = 1
+    border: int = 0
+    percentiles: tuple[float, ...] = (0.5, 0.9, 0.99)
+    overlap_percentile: float = 0.99
+    overlap_multiple: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
+
+
+@dataclasses.dataclass(frozen=True)
+class TRFOptions:
+    """``evaluation.trf``: theoretical receptive field (gradient method; slow on CPU for big nets)."""
+
+    enabled: bool = True
+    input_size: int = 128
+    max_input_size: int = 1024
+
+
+def _options(cls: type, node: Any, where: str) -> Any:
+    if isinstance(node, cls):
+        return node
+    if isinstance(node, bool) and "enabled" in {f.name for f in dataclasses.fields(cls)}:
+        return cls(enabled=node)
+    try:
+        return cls(**dict(node or {}))
+    except TypeError as e:
+        raise InputError(f"{where}: {e}; valid keys: "
+                         f"{[f.name for f in dataclasses.fields(cls)]}") from e  # fmt: skip
 
 
 class RSCAnalysis(Evaluator):
@@ -37,197 +106,121 @@ class RSCAnalysis(Evaluator):
     Parameters
     ----------
     ckpt_path : main checkpoint (written by ``train.py experiment=rsc_*``).
+    data : data-config keys merged onto every checkpoint's own (``null`` values are ignored).
     compare : optional ``{name: ckpt_path}`` of further models (e.g. the baseline for distloss).
     name : display name of the main model.
-    data : overrides merged onto the checkpoint's data config (e.g. ``{synthetic: true}``).
     split : ``test`` (reference) or ``val``.
     max_batches : limit evaluation batches (``None`` = all).
-    erf_images, erf_per_class, erf_block, erf_border, erf_percentiles : ERF sampling
-        (:func:`geoemb.analysis.erf.erf_analysis`; blog: 200 test images).
-    trf : compute the TRF (gradient method; slow on CPU for big nets at large inputs).
-    trf_input_size, trf_max_input_size : TRF input sizes.
-    overlap_percentile, overlap_multiple : :func:`geoemb.analysis.erf.recommended_overlap` settings.
-    device : ``auto`` | ``cpu`` | ``cuda``.
-    seed : sampling seed.
-    trust_checkpoint : skip the ``_target_`` allowlist for these checkpoints (set from the top-level
-        ``trust_checkpoint`` by evaluate.py; loading stays ``weights_only=True``).
+    erf : ``evaluation.erf`` (:class:`ERFOptions`).
+    trf : ``evaluation.trf`` (:class:`TRFOptions`; ``false`` skips it).
     """
 
     def __init__(
         self,
         ckpt_path: str | None = None,
-        compare: dict[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
+        compare: Mapping[str, str] | None = None,
         name: str = "model",
-        data: dict | None = None,
         split: str = "test",
         max_batches: int | None = None,
-        erf_images: int = 200,
-        erf_per_class: int = 4,
-        erf_block: int = 1,
-        erf_border: int = 0,
-        erf_percentiles: tuple[float, ...] | list[float] = (0.5, 0.9, 0.99),
-        trf: bool = True,
-        trf_input_size: int = 128,
-        trf_max_input_size: int = 1024,
-        overlap_percentile: float = 0.99,
-        overlap_multiple: int = 32,
-        device: str = "auto",
-        seed: int = 0,
-        trust_checkpoint: bool = False,
+        erf: ERFOptions | Mapping[str, Any] | None = None,
+        trf: TRFOptions | Mapping[str, Any] | bool | None = None,
+        **renamed: Any,
     ) -> None:
+        reject_renamed(RENAMED, renamed)
         if not ckpt_path:
-            raise ValueError(
-                "rsc_analysis needs ckpt_path=<checkpoint of a train.py experiment=rsc_* run>"
-            )
-        self.ckpt_path = str(ckpt_path)
+            raise InputError("rsc_analysis needs ckpt_path=<checkpoint of a train.py "
+                             "experiment=rsc_* run>")  # fmt: skip
+        if split not in ("test", "val"):
+            raise InputError(f"evaluation.split must be 'test' or 'val', got {split!r}")
+        if data is not None and not isinstance(data, Mapping):
+            raise InputError("evaluation.data: expected data-config keys to merge onto the "
+                             f"checkpoints' data configs, got {type(data).__name__}")  # fmt: skip
+        self.ckpt_path, self.name, self.split = str(ckpt_path), name, split
+        self.data = {k: v for k, v in dict(data or {}).items() if v is not None}
         self.compare = dict(compare or {})
-        self.name = name
-        self.data = dict(data or {})
-        self.split = split
         self.max_batches = max_batches
-        self.erf_images = erf_images
-        self.erf_per_class = erf_per_class
-        self.erf_block = erf_block
-        self.erf_border = erf_border
-        self.erf_percentiles = tuple(float(p) for p in erf_percentiles)
-        self.trf = trf
-        self.trf_input_size = trf_input_size
-        self.trf_max_input_size = trf_max_input_size
-        self.overlap_percentile = float(overlap_percentile)
-        self.overlap_multiple = overlap_multiple
-        self.device = _device(device)
-        self.seed = seed
-        self.trust_checkpoint = bool(trust_checkpoint)
+        self.erf = _options(ERFOptions, erf, "evaluation.erf")
+        self.trf = _options(TRFOptions, trf, "evaluation.trf")
 
-    # ------------------------------------------------------------------ helpers
-    def _datamodule(self, meta: dict):
-        """The checkpoint's data config (``meta["data"]``) with ``self.data`` merged on top."""
-        import hydra
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.create(meta["data"])
-        if self.data:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(self.data))
-        return hydra.utils.instantiate(cfg)
+    def _datamodule(self, model: Any, path: str) -> Any:
+        """The model's training data config with ``self.data`` merged on top, instantiated."""
+        if getattr(model, "data_config", None) is None or not hasattr(model, "rsc_metrics"):
+            raise CheckpointError(f"{path}: not an RSC checkpoint of train.py experiment=rsc_* "
+                                  f"({type(model).__name__})")  # fmt: skip
+        cfg = OmegaConf.merge(OmegaConf.create(model.data_config), OmegaConf.create(self.data))
+        dm = hydra.utils.instantiate(cfg)
+        dm.prepare_data()
+        return dm
 
     @torch.no_grad()
-    def _evaluate(self, model, loader) -> tuple[dict, dict]:
-        from geoemb.metrics.rsc import (
-            DistanceBinnedRecall,
-            DistanceWeightedRecall,
-            RSCConfusionMatrix,
-        )
-
+    def _evaluate(self, model: Any, loader: Any, device: torch.device) -> tuple[dict, dict]:
         cnf, dwr, curve = RSCConfusionMatrix(), DistanceWeightedRecall(), DistanceBinnedRecall()
         for m in (cnf, dwr, curve):
-            m.to(self.device)
+            m.to(device)
         for i, batch in enumerate(loader):
             if self.max_batches is not None and i >= self.max_batches:
                 break
-            logits = model(batch["image"].to(self.device))
-            preds = logits.argmax(1) >= 1
-            t3 = batch["mask_3class"].to(self.device)
+            preds = model(batch["image"].to(device)).argmax(1) >= 1
+            t3 = batch["mask_3class"].to(device)
             for m in (cnf, dwr, curve):
                 m.update(preds, t3)
         row = {k: float(v) for k, v in cnf.compute().items()}
-        row["dwr"] = float(dwr.compute())
-        row["tc_pixels_kept"] = int(dwr.n_pixels)
-        row["tc_pixels_dropped"] = int(dwr.n_dropped)
+        row.update(dwr=float(dwr.compute()), tc_pixels_kept=int(dwr.n_pixels),
+                   tc_pixels_dropped=int(dwr.n_dropped))  # fmt: skip
         row.update({f"tc_dist_{k}": v for k, v in curve.distance_percentiles().items()})
         return row, curve.compute()
 
-    # ------------------------------------------------------------------ run
-    def run(self, output_dir: Path, logger: RunLogger) -> dict[str, float]:
-        from geoemb.analysis.erf import erf_analysis, recommended_overlap
-        from geoemb.analysis.trf import theoretical_receptive_field
-        from geoemb.metrics.rsc import distance_curve_frame, plot_distance_curves
-        from geoemb.reporting.tables import write_table
-        from geoemb.run.checkpoints import load_checkpoint
-        from geoemb.utils.io import atomic_write_text
-
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        models = {self.name: self.ckpt_path, **self.compare}
+    def run(self, ctx: RunContext) -> dict[str, float]:
+        out, device = ctx.output_dir, ctx.device
+        paths = {self.name: self.ckpt_path, **self.compare}
+        models = {n: ctx.load_module(p) for n, p in paths.items()}  # all verified before any work
+        dms = {n: self._datamodule(m, paths[n]) for n, m in models.items()}
+        synthetic = any(getattr(dm, "data_source", "") == "synthetic" for dm in dms.values())
         rows, curves, metrics = [], {}, {}
-        main_model = main_ds = None
-        # every checkpoint read once and checked before any evaluation work
-        loaded = {
-            name: load_checkpoint(ckpt, trust_checkpoint=self.trust_checkpoint)
-            for name, ckpt in models.items()
-        }
-        for name, ckpt in loaded.items():
-            model = ckpt.module.to(self.device).eval()
-            dm = self._datamodule(ckpt.meta)
-            dm.prepare_data()
-            ds = dm.dataset(self.split)
+        for name, model in models.items():
+            model = model.to(device).eval()
+            dm = dms[name]
             loader = dm.test_dataloader() if self.split == "test" else dm.val_dataloader()
-            row, curve = self._evaluate(model, loader)
+            row, curves[name] = self._evaluate(model, loader, device)
             rows.append({"model": name, **row})
-            curves[name] = curve
             prefix = f"{self.split}/" if name == self.name else f"{name}/{self.split}/"
             metrics.update({f"{prefix}{k}": float(v) for k, v in row.items()})
-            if name == self.name:
-                main_model, main_ds = model, ds
         table = pd.DataFrame(rows)
-        write_table(table, output_dir / "rsc_metrics", floatfmt=".4f")
-        logger.log_table("rsc_metrics", table)
-        curve_df = pd.concat(
-            [distance_curve_frame(c, n) for n, c in curves.items()], ignore_index=True
-        )
-        atomic_write_text(output_dir / "distance_curve.csv", curve_df.to_csv(index=False))
-        png = plot_distance_curves(
-            curves, output_dir / "distance_curve.png", title=f"{self.split} split"
-        )
-        logger.log_table("distance_curve", curve_df)
-        logger.log_image("distance_curve", png)
+        write_table(table, out / "rsc_metrics", floatfmt=".4f")
+        ctx.logger.log_table("rsc_metrics", table)
+        _, png, frame = write_distance_curves(curves, out / "distance_curve",
+                                              title=f"{self.split} split", synthetic=synthetic)  # fmt: skip
+        ctx.logger.log_table("distance_curve", frame)
+        ctx.logger.log_image("distance_curve", png)
+        metrics.update(self._receptive_fields(models[self.name], dms[self.name], ctx, synthetic))
+        ctx.logger.log_metrics(metrics)
+        return metrics
 
-        # ERF of the main model
-        n = min(self.erf_images, len(main_ds))
-        images, masks = [], []
-        for i in range(n):
-            item = main_ds[i]
-            images.append(item["image"].to(self.device))
-            masks.append(item["mask_3class"])
-        erf = erf_analysis(
-            main_model,
-            images,
-            masks,
-            n_per_class=self.erf_per_class,
-            block=self.erf_block,
-            percentiles=self.erf_percentiles,
-            border=self.erf_border,
-            seed=self.seed,
-        )
-        erf_table = erf.table()
-        write_table(erf_table, output_dir / "erf_radii", floatfmt=".2f")
-        atomic_write_text(output_dir / "erf_curves.csv", erf.curves_frame().to_csv(index=False))
-        erf.plot(output_dir / "erf.png", title=f"ERF ({self.name}, {n} images)")
-        logger.log_table("erf_radii", erf_table)
-        logger.log_image("erf", output_dir / "erf.png")
-        for cls, rad in erf.radius.items():
-            for p, r in rad.items():
-                metrics[f"erf/{cls}_r{int(round(p * 100))}"] = float(r)
+    def _receptive_fields(self, model: Any, dm: Any, ctx: RunContext, synthetic: bool) -> dict:
+        """ERF (+ recommended overlap) and TRF of the main model."""
+        ds, o = dm.dataset(self.split), self.erf
+        n = min(o.images, len(ds))
+        items = [ds[i] for i in range(n)]
+        images = [it["image"].to(ctx.device) for it in items]
+        erf = erf_analysis(model, images, [it["mask_3class"] for it in items],
+                           n_per_class=o.per_class, block=o.block, percentiles=o.percentiles,
+                           border=o.border, seed=ctx.seed)  # fmt: skip
+        paths = write_erf(erf, ctx.output_dir, f"{self.name}, {n} images", synthetic)
+        ctx.logger.log_table("erf_radii", erf.table())
+        ctx.logger.log_image("erf", paths["png"])
+        metrics = {f"erf/{c}_r{int(round(p * 100))}": float(r)
+                   for c, rad in erf.radius.items() for p, r in rad.items()}  # fmt: skip
         cls = "road" if "road" in erf.radius else "all"
-        if cls in erf.radius and np.isfinite(erf.radius[cls].get(self.overlap_percentile, np.nan)):
-            metrics["recommended_overlap_px"] = float(
-                recommended_overlap(
-                    erf, self.overlap_percentile, cls=cls, multiple=self.overlap_multiple
-                )
-            )
-
-        if self.trf:
-            res = theoretical_receptive_field(
-                main_model.net,
-                in_channels=images[0].shape[0],
-                input_size=self.trf_input_size,
-                max_input_size=self.trf_max_input_size,
-                device=self.device,
-            )
-            metrics["trf_px"] = float(res.trf)
-            metrics["trf_clipped"] = float(res.clipped)
-            atomic_write_text(
-                output_dir / "trf.csv",
-                pd.DataFrame([{"model": self.name, **res.__dict__}]).to_csv(index=False),
-            )
-        logger.log_metrics(metrics)
+        if cls in erf.radius and np.isfinite(erf.radius[cls].get(o.overlap_percentile, np.nan)):
+            metrics["recommended_overlap_px"] = float(recommended_overlap(
+                erf, o.overlap_percentile, cls=cls, multiple=o.overlap_multiple))  # fmt: skip
+        if self.trf.enabled:
+            res = theoretical_receptive_field(model.net, in_channels=images[0].shape[0],
+                                              input_size=self.trf.input_size,
+                                              max_input_size=self.trf.max_input_size,
+                                              device=ctx.device)  # fmt: skip
+            metrics.update(trf_px=float(res.trf), trf_clipped=float(res.clipped))
+            atomic_write_text(ctx.output_dir / "trf.csv",
+                              pd.DataFrame([{"model": self.name, **res.__dict__}]).to_csv(index=False))  # fmt: skip
         return metrics

@@ -48,6 +48,7 @@ __all__ = [
     "BLOCKS", "ENCODER_NAMES", "HEAD_RESULTS_FILE", "METHOD_NAMES", "PROBE_METRICS",
     "REFERENCE_COLUMNS", "RESULT_COLUMNS", "aggregate", "append_results_row", "encoder_name",
     "end2end_row", "method_block", "method_name", "paper_table", "plot_random_vs_spatial",
+    "random_vs_spatial_figure",
     "read_results", "results_data_source", "table_latex", "table_markdown", "table_metrics",
     "write_job", "write_paper_table", "write_reference_csvs",
 ]  # fmt: skip
@@ -125,9 +126,20 @@ def _square_limits(values: Sequence[float]) -> tuple[float, float]:
 def plot_random_vs_spatial(
     df: pd.DataFrame, path: str | os.PathLike, probes: Sequence[str] = ("linear", "knn_5")
 ) -> Path:
+    """:func:`random_vs_spatial_figure` as a PNG at ``path`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = random_vs_spatial_figure(df, probes)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def random_vs_spatial_figure(df: pd.DataFrame, probes: Sequence[str] = ("linear", "knn_5")):
     """Scatter random-split (x) vs spatial-split (y) accuracy per encoder x method, one panel per
     probe; points near the diagonal generalise better under geographic shift. Titled, with
-    "(synthetic data)" in the title when any row is synthetic."""
+    "(synthetic data)" in the title when any row is synthetic; axes fitted to the points."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -178,10 +190,7 @@ def plot_random_vs_spatial(
     fig.suptitle(title + (" (synthetic data)" if synthetic else ""),
                  color="crimson" if synthetic else "black")  # fmt: skip
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 # ---------------------------------------------------------------------------------- rows

@@ -4,26 +4,26 @@ Training follows the reference (binary road vs background, TC merged into road, 
 test additionally accumulate, from ``batch["mask_3class"]`` and the binary argmax:
 
 ``<stage>/road_recall``, ``road_precision`` (TC predicted as road = FP), ``tc_recall``, ``bg_recall``,
-``bg_precision``, ``dwr`` (distance-weighted recall), ``dwr_n_pixels``, and at test time the
-19-bin distance-recall curve, written to ``<run dir>/rsc/test_distance_curve.{csv,png}`` (and logged
-to W&B as a table + image when a W&B logger is attached). ``<stage>/dist_recall/bin<k>`` scalars are
-logged too, so the curve is in the metrics CSV.
+``bg_precision``, ``dwr`` (distance-weighted recall), ``dwr_n_pixels``, and the 19-bin
+distance-recall curve as ``<stage>/dist_recall/bin<k>`` scalars (so the curve is in the metrics CSV).
+
+The module writes no files: the last curve of each stage is kept in :attr:`distance_curves`, and
+:class:`geoemb.callbacks.RSCDistanceCurve` (attached by :meth:`configure_callbacks`, so every test
+run — train.py or ``evaluate.py ckpt_path=…`` — gets it) writes the test curve to
+``<run dir>/rsc/test_distance_curve.{csv,png}`` (and logs it to W&B as a table + image). A module
+rebuilt from a train.py checkpoint knows its data config (:attr:`data_config`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import torch
+from lightning import Callback
 from torch import nn
 
-from geoemb.metrics.rsc import (
-    DistanceBinnedRecall,
-    RSCConfusionMatrix,
-    distance_curve_frame,
-    plot_distance_curves,
-    write_distance_curve_csv,
-)
+from geoemb.callbacks import RSCDistanceCurve
+from geoemb.metrics.rsc import DistanceBinnedRecall, RSCConfusionMatrix
 from geoemb.segmentation.module import SegmentationModule
 
 __all__ = ["RSCSegmentationModule"]
@@ -71,6 +71,10 @@ class RSCSegmentationModule(SegmentationModule):
             class_names=class_names,
         )
         self.save_hyperparameters()
+        #: ``{stage: DistanceBinnedRecall.compute()}`` of the last epoch of each stage (CPU)
+        self.distance_curves: dict[str, dict[str, torch.Tensor]] = {}
+        #: the train.py data config this model was trained on (set from a checkpoint)
+        self.data_config: dict | None = None
 
     def configure_stage_metrics(self) -> None:
         super().configure_stage_metrics()
@@ -115,31 +119,19 @@ class RSCSegmentationModule(SegmentationModule):
         for k, r in zip(curve["bin_index"].tolist(), curve["recall"]):
             values[f"{stage}/dist_recall/bin{k:02d}"] = r.float()
         self.log_dict(values, sync_dist=True)
-        if stage == "test" and self.trainer is not None and not self.trainer.sanity_checking:
-            self._write_curve(stage, curve)
+        self.distance_curves[stage] = {k: v.detach().cpu() for k, v in curve.items()}
         for m in ms.values():
             m.reset()
 
-    def _write_curve(self, stage: str, curve: dict) -> None:
-        if not self.trainer.is_global_zero or self.trainer.fast_dev_run:
-            return
-        out = Path(self.trainer.default_root_dir) / "rsc"
-        csv = write_distance_curve_csv(curve, out / f"{stage}_distance_curve.csv")
-        png = plot_distance_curves({"model": curve}, out / f"{stage}_distance_curve.png")
-        for lg in self.loggers:
-            exp = getattr(lg, "experiment", None)
-            if type(lg).__name__ == "WandbLogger" and exp is not None:
-                import wandb
+    def configure_callbacks(self) -> list[Callback]:
+        """The callback that writes the test distance curve (CSV, PNG, W&B)."""
+        return [RSCDistanceCurve()]
 
-                exp.log(
-                    {
-                        f"{stage}/distance_curve": wandb.Table(
-                            dataframe=distance_curve_frame(curve)
-                        ),
-                        f"{stage}/distance_curve_plot": wandb.Image(str(png)),
-                    }
-                )
-        del csv
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        meta = checkpoint.get("geoemb")
+        data = meta.get("data") if isinstance(meta, dict) else None
+        self.data_config = dict(data) if isinstance(data, dict) else None
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

@@ -1,8 +1,12 @@
-"""Shared fixtures: small synthetic EuroSAT-Embed trees (generated once per session)."""
+"""Shared fixtures: small synthetic EuroSAT-Embed trees (generated once per session).
+
+Test packages that need them import the fixtures in their ``conftest.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from geoemb.data.synthetic.eurosat_embed import generate
 
@@ -23,12 +27,16 @@ def syn_legacy(tmp_path_factory):
     )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
+@pytest.fixture
+def one_torch_thread():
     """Tiny tensors: one intra-op thread is much faster on the shared 2-core CI box (restored after)."""
-    import torch
-
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_auto(one_torch_thread):
+    """Autouse form of :func:`one_torch_thread` for packages that import it."""
+    yield

@@ -1,4 +1,4 @@
-"""Pooled-feature cache, results CSVs and paper-layout tables on hand-made inputs."""
+"""GeoPool results CSVs, paper-layout tables and the random-vs-spatial plot on hand-made inputs."""
 
 from __future__ import annotations
 
@@ -6,27 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geoemb.evaluation.geopool import cache_path, load_pooled, save_pooled
 from geoemb.reporting import geopool as R
-
-
-def test_cache_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    xtr, xte = rng.normal(size=(7, 5)), rng.normal(size=(3, 5))
-    ytr, yte = np.arange(7) % 3, np.array([0, 1, 2])
-    p = cache_path(tmp_path / "embeddings", "aef", "stats", "spatial")
-    assert p == tmp_path / "embeddings" / "aef" / "stats" / "spatial.npz"
-    save_pooled(p, xtr, ytr, xte, yte, meta={"data_source": "synthetic"})
-    with np.load(p) as z:  # exactly the reference keys and dtypes
-        assert sorted(z.files) == ["x_test", "x_train", "y_test", "y_train"]
-        assert z["x_train"].dtype == np.float32 and z["y_train"].dtype == np.int32
-    d = load_pooled(p)
-    np.testing.assert_allclose(d["x_train"], xtr.astype(np.float32))
-    np.testing.assert_array_equal(d["y_test"], yte)
-    assert '"synthetic"' in p.with_suffix(".json").read_text()
-    np.savez(tmp_path / "bad.npz", x_train=xtr)
-    with pytest.raises(ValueError, match=r"bad\.npz.*lacks keys"):
-        load_pooled(tmp_path / "bad.npz")
 
 
 def _frame() -> pd.DataFrame:
@@ -115,3 +95,23 @@ def test_aggregate_and_cli(tmp_path, capsys):
     assert len(back) == len(df[df.probe != "end2end"])
     with pytest.raises(FileNotFoundError, match="no GeoPool results"):
         R.aggregate(tmp_path / "empty")
+
+
+def test_random_vs_spatial_plot_is_titled_fitted_and_tagged():
+    """Points at 100 % are drawn whole, axes follow the data, every panel has a title, synthetic
+    results say so in the figure title (issue 16 §5)."""
+    import matplotlib.pyplot as plt
+
+    df = _frame()
+    fig = R.random_vs_spatial_figure(df, probes=("linear", "knn_5"))
+    assert "(synthetic data)" in fig._suptitle.get_text()
+    lin, knn = fig.axes[:2]
+    assert lin.get_title() and knn.get_title()
+    lo, hi = lin.get_xlim()
+    assert hi > 100.0 and lin.get_ylim() == (lo, hi)  # head at 99 % (standard) not clipped
+    assert 40.0 < lo < 50.0  # fitted: the lowest point (head, 50 % spatial) plus a margin
+    assert all(c.get_clip_on() is False for c in lin.collections)
+    plt.close(fig)
+    real = R.random_vs_spatial_figure(df.assign(data_source="real"))
+    assert "synthetic" not in real._suptitle.get_text()
+    plt.close(real)
