@@ -125,9 +125,10 @@ def run_entry(entry: str, ckpt: Path, tmp: Path, data_dir: Path, scene: Path, *e
         return tasks.infer(compose_cfg("infer", [*over, *extra], tmp))
     if entry == "geopool_heads":
         from geoemb.evaluation.geopool import evaluate_head_checkpoint
+        from geoemb.run.context import RunContext
 
-        trust = {"trust_checkpoint": True} if "trust_checkpoint=true" in extra else {}
-        return evaluate_head_checkpoint(ckpt, **trust)
+        ctx = RunContext.local(tmp, trust_checkpoint="trust_checkpoint=true" in extra)
+        return evaluate_head_checkpoint(ckpt, ctx)
     if entry == "rsc_analysis":
         over = ["experiment=rsc_analysis", f"ckpt_path={ckpt}", "logger=none", *extra]
         return tasks.evaluate(compose_cfg("eval", over, tmp, data_dir))
@@ -298,9 +299,12 @@ def test_allowlist_walks_nested_args_and_interpolations():
     assert len(problems) == 3, problems
 
 
-def test_trust_flag_reaches_checkpoint_evaluators():
-    """evaluate.py hands the top-level trust_checkpoint to evaluators that read checkpoints."""
+def test_trust_flag_reaches_checkpoint_evaluators(tmp_path):
+    """evaluate.py hands the top-level trust_checkpoint to evaluators that read checkpoints: through
+    the RunContext whose ``load_module`` they load with (they hold no trust flag of their own)."""
     import hydra
+
+    from geoemb.utils.run_logger import RunLogger
 
     for experiment in ("rsc_analysis", "geopool"):
         cfg = compose_cfg(
@@ -309,7 +313,9 @@ def test_trust_flag_reaches_checkpoint_evaluators():
         evaluator = hydra.utils.instantiate(
             cfg.evaluation, _convert_="partial", **tasks._trust_kwargs(cfg, cfg.evaluation)
         )
-        assert evaluator.trust_checkpoint is True
+        assert not hasattr(evaluator, "trust_checkpoint")
+        ctx = tasks._run_context(cfg, tmp_path / experiment, RunLogger(None))
+        assert ctx.trust_checkpoint is True
 
 
 # ----------------------------------------------------------------------------- run log
@@ -376,6 +382,7 @@ def test_genuine_head_checkpoint_evaluates(tmp_path, data_dir):
     """GeoPool ``evaluation.heads``: a real PoolingClassifier checkpoint, read once through the safe
     loader, gives the accuracy Lightning's own test loop gave on the same split."""
     from geoemb.evaluation.geopool import evaluate_head_checkpoint
+    from geoemb.run.context import RunContext
 
     over = [
         "experiment=pool_attention", "data.synthetic=true", "data.synthetic_kwargs.n_per_class=5",
@@ -383,7 +390,8 @@ def test_genuine_head_checkpoint_evaluates(tmp_path, data_dir):
         "callbacks.rich_progress_bar=null", "callbacks.log_predictions=null",
     ]  # fmt: skip
     metrics = tasks.train(compose_cfg("train", over, tmp_path, data_dir))
-    row = evaluate_head_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    ctx = RunContext.local(tmp_path / "heads")
+    row = evaluate_head_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", ctx)
     assert row["probe"] == "end2end" and row["pool"] == "attention_mil"
     assert row["accuracy"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 

@@ -79,6 +79,10 @@ def test_train_then_rsc_analysis(tmp_path, data_dir):
         data_dir,
     )
     tasks.train(cfg)
+    # the test curve is written by the module's callback (RSCDistanceCurve), tagged synthetic
+    curve = pd.read_csv(run / "run" / "rsc" / "test_distance_curve.csv")
+    assert {"bin_index", "recall"} <= set(curve.columns) and "model" not in curve.columns
+    assert (run / "run" / "rsc" / "test_distance_curve.png").is_file()
     ckpts = sorted((run / "run").rglob("*.ckpt"))
     assert ckpts, "training must write a checkpoint"
     ev = tmp_path / "eval"
@@ -88,10 +92,10 @@ def test_train_then_rsc_analysis(tmp_path, data_dir):
             "experiment=rsc_analysis",
             f"ckpt_path={ckpts[-1]}",
             f"+evaluation.compare={{baseline: '{ckpts[0]}'}}",
-            "evaluation.erf_images=2",
-            "evaluation.erf_per_class=2",
-            "evaluation.trf_max_input_size=64",
-            "evaluation.device=cpu",
+            "evaluation.erf.images=2",
+            "evaluation.erf.per_class=2",
+            "evaluation.trf.max_input_size=64",
+            "++device=cpu",
             "logger=none",
         ],
         ev,
@@ -114,4 +118,5 @@ def test_train_then_rsc_analysis(tmp_path, data_dir):
     )
     table = pd.read_csv(out / "rsc_metrics.csv")
     assert list(table["model"]) == ["model", "baseline"]
+    assert list(pd.read_csv(out / "distance_curve.csv")["model"].unique()) == ["model", "baseline"]
     assert torch.isfinite(torch.tensor(metrics["erf/all_r50"]))
