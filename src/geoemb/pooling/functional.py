@@ -28,11 +28,15 @@ sample.  For ``center_weighted_mean`` the Gaussian weights keep their positions 
 ``H x W`` grid and are renormalised over the valid pixels.  For ``flattened_cov`` with a single
 valid pixel the denominator is ``max(n - 1, 1)`` (the README formula), i.e. a zero matrix.
 
-Implementation notes: one pass per needed statistic over a ``(b, D, H*W)`` view of a chunk of
-the batch, shared between methods by :func:`pool_many`; covariance is one batched matmul of the
-centred pixels; all quantiles come from one sort (numpy's SIMD sort on CPU, ``torch.sort`` on
-other devices or when gradients are needed).  Computation is in float32 (float64 if the input is
-float64) with two-pass centring for the second moments.
+Implementation notes: statistics are computed per chunk of the batch over a ``(b, D, H*W)`` view
+and shared between methods by :func:`pool_many`.  On CPU without autograd, ``mean``, ``max``,
+``std`` and ``gem`` come from ONE fused pass (:mod:`geoemb.pooling._moments`, numba) that
+accumulates in float64 around a per-row shift; elsewhere they are torch reductions (float32,
+two-pass centring for the variance); ``max``/``min`` are torch reductions.  Covariance is centred and accumulated in float64 (as the
+reference's ``np.cov``; one batched matmul, BLAS ``dsyrk`` on CPU) and cast back, so a float32
+cache of the reference agrees to float32 rounding.  All quantiles come from one sort (numpy's SIMD
+sort on CPU, ``torch.sort`` on other devices or when gradients are needed).  Results are float32
+(float64 if the input is float64).
 """
 
 from __future__ import annotations
@@ -61,6 +65,20 @@ TRAINING_FREE: list[str] = [
 PERCENTILES: tuple[float, ...] = (10.0, 25.0, 50.0, 75.0, 90.0)
 
 _EMPTY_POLICIES = ("raise", "nan")
+
+_NO_MASK = np.zeros((0, 0), np.bool_)
+#: methods whose statistics come from the fused CPU moments pass
+_FUSED = frozenset({"std", "gem", "mean_std", "stats", "flattened_cov"})
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _moments_kernel():
+    """The fused CPU moments module (numba), or None when numba is not installed."""
+    try:
+        from geoemb.pooling import _moments
+    except ImportError:  # pragma: no cover - numba is a core dependency
+        return None
+    return _moments
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,7 +188,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 class _Chunk:
     """Lazily computed statistics of one chunk ``x`` (b, D, N) with optional mask (b, N)."""
 
-    def __init__(self, x: Tensor, mask: Tensor | None, h: int, w: int) -> None:
+    def __init__(
+        self, x: Tensor, mask: Tensor | None, h: int, w: int, methods: Sequence[str] = ()
+    ) -> None:
         self.x = x
         self.mask = mask
         self.h, self.w = h, w
@@ -180,6 +200,33 @@ class _Chunk:
             self.counts = torch.full((x.shape[0],), n_pix, device=x.device, dtype=torch.long)
         else:
             self.counts = mask.sum(-1)
+        # CPU without autograd, when a 2nd/3rd moment is wanted: one fused numba pass gives the
+        # float64 mean, centred sum of squares and sum of cubes (mean alone stays a torch sum)
+        self.kernel = None
+        if x.device.type == "cpu" and not x.requires_grad and _FUSED.intersection(methods):
+            self.kernel = _moments_kernel()
+
+    def _np_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(b*D, N) numpy view of x and the (b, N) numpy mask (or a (0, 0) placeholder)."""
+        b, d, n = self.x.shape
+        xr = np.ascontiguousarray(self.x.reshape(b * d, n).numpy())
+        mr = _NO_MASK if self.mask is None else np.ascontiguousarray(self.mask.numpy())
+        return xr, mr
+
+    def moments64(self) -> dict[str, np.ndarray]:
+        """float64 ``mean``, ``m2`` (centred sum of squares), ``s3`` (sum of cubes) per (sample,
+        band), shape (b, D), from one fused pass (:func:`geoemb.pooling._moments.row_moments`)."""
+
+        def f():
+            b, d, _ = self.x.shape
+            xr, mr = self._np_rows()
+            vals = self.kernel.row_moments(xr, mr, d, self.counts.numpy())
+            return {k: v.reshape(b, d) for k, v in zip(("mean", "m2", "s3"), vals)}
+
+        return self._get("moments64", f)
+
+    def _from_moments(self, fn) -> Tensor:
+        return torch.from_numpy(fn(self.moments64()).astype(_NP_DTYPE[self.x.dtype], copy=False))
 
     def _get(self, key: str, fn):
         if key not in self._cache:
@@ -204,6 +251,8 @@ class _Chunk:
 
     # moments -----------------------------------------------------------------------------------
     def mean(self) -> Tensor:
+        if self.kernel is not None:
+            return self._get("mean", lambda: self._from_moments(lambda m: m["mean"]))
         return self._get("mean", lambda: self.xz.sum(-1) / self.n)
 
     def max(self) -> Tensor:
@@ -231,27 +280,34 @@ class _Chunk:
 
         return self._get("centered", f)
 
+    def _n64(self) -> np.ndarray:
+        return self.counts.clamp_min(1).numpy().astype(np.float64)[:, None]
+
     def std(self) -> Tensor:
+        if self.kernel is not None:
+            return self._get(
+                "std", lambda: self._from_moments(lambda m: np.sqrt(m["m2"] / self._n64()))
+            )
+
         def f():
             c = self.centered()
-            if c.device.type == "cpu" and not c.requires_grad:
-                cn = c.numpy()
-                ss = torch.from_numpy(np.einsum("bdn,bdn->bd", cn, cn))
-            else:
-                ss = torch.linalg.vector_norm(c, dim=-1) ** 2
+            ss = torch.linalg.vector_norm(c, dim=-1) ** 2
             return torch.sqrt(ss / self.n)
 
         return self._get("std", f)
 
     def gem(self) -> Tensor:
+        if self.kernel is not None:
+
+            def g(m):
+                mean3 = m["s3"] / self._n64()  # sum x^3 == sum sign(x)|x|^3
+                return np.sign(mean3) * np.abs(mean3) ** (1.0 / 3.0)
+
+            return self._get("gem", lambda: self._from_moments(g))
+
         def f():
             xz = self.xz
-            # sum x^3 == sum sign(x)|x|^3; numpy's fused SIMD einsum is ~5x faster on CPU
-            if xz.device.type == "cpu" and not xz.requires_grad:
-                xn = xz.numpy()
-                s3 = torch.from_numpy(np.einsum("bdn,bdn,bdn->bd", xn, xn, xn))
-            else:
-                s3 = torch.linalg.vecdot(xz * xz, xz)
+            s3 = torch.linalg.vecdot(xz * xz, xz)
             m = s3 / self.n
             return torch.sign(m) * m.abs().pow(1.0 / 3.0)
 
@@ -269,14 +325,30 @@ class _Chunk:
         return self._get("cwm", f)
 
     def cov_triu(self) -> Tensor:
+        """Covariance upper triangle, centred and accumulated in float64 (as the reference's
+        ``np.cov``), cast to the input dtype at the end."""
+
         def f():
-            c = self.centered()
-            d = c.shape[1]
-            cov = matmul(c, c.transpose(1, 2))
-            denom = (self.counts - 1).clamp_min(1).to(c.dtype)[:, None]
-            iu = torch.triu_indices(d, d, device=c.device)
+            b, d, n = self.x.shape
+            iu = torch.triu_indices(d, d, device=self.x.device)
             flat = iu[0] * d + iu[1]
-            return cov.reshape(c.shape[0], d * d)[:, flat] / denom
+            if self.kernel is not None:  # CPU: per-sample float64 centring + BLAS dsyrk
+                xr, mr = self._np_rows()
+                mask = None if self.mask is None else mr
+                cov = self.kernel.cov64(xr.reshape(b, d, n), mask, self.moments64()["mean"])
+                denom = np.maximum(self.counts.numpy() - 1, 1).astype(np.float64)[:, None]
+                out = cov.reshape(b, d * d)[:, flat.numpy()] / denom
+                return torch.from_numpy(out.astype(_NP_DTYPE[self.x.dtype]))
+            x64 = self.x.double()
+            if self.mask is not None:
+                x64 = torch.where(self.m3, x64, x64.new_zeros(()))
+            n64 = self.counts.clamp_min(1).double()[:, None, None]
+            c = x64 - x64.sum(-1, keepdim=True) / n64
+            if self.mask is not None:
+                c = torch.where(self.m3, c, c.new_zeros(()))
+            cov = matmul(c, c.transpose(1, 2))
+            denom = (self.counts - 1).clamp_min(1).to(torch.float64)[:, None]
+            return (cov.reshape(b, d * d)[:, flat] / denom).to(self.x.dtype)
 
         return self._get("cov", f)
 
@@ -393,7 +465,7 @@ def pool_training_free_many(
     outs: dict[str, list[Tensor]] = {m: [] for m in methods}
     for s in range(0, bsz, step):
         mc = None if mf is None else mf[s : s + step]
-        ch = _Chunk(xf[s : s + step], mc, h, w)
+        ch = _Chunk(xf[s : s + step], mc, h, w, methods)
         empty_rows = check_empty(ch.counts, empty, offset=s) if mc is not None else None
         for m in methods:
             out = _method_from_chunk(ch, m)
