@@ -169,10 +169,17 @@ def tc_distances_cpu(
     or the index of the first patch with an invalid label/prediction (then nothing is cached).
     The arrays are shared with later cache hits: treat them as read-only.
     """
-    t = np.ascontiguousarray(target)
-    p = np.ascontiguousarray(preds)
-    if p.dtype == np.bool_:
-        p = p.view(np.uint8)
+    # few dtype combinations, few JIT compilations: labels int64 (or uint8), predictions uint8
+    # (bool viewed) or int64; anything else is widened to int64 (exact, rare)
+    t = np.ascontiguousarray(
+        target if target.dtype in (np.int64, np.uint8) else target.astype(np.int64)
+    )
+    if preds.dtype == np.bool_:
+        p = np.ascontiguousarray(preds).view(np.uint8)
+    else:
+        p = np.ascontiguousarray(
+            preds if preds.dtype in (np.int64, np.uint8) else preds.astype(np.int64)
+        )
     key = _CACHE.key
     if (
         key is not None
