@@ -48,7 +48,9 @@ def test_metadata_answers_what_callers_ask(name, kind, fit_on, dim):
     assert output_dim(name, 16) == r.output_dim(16) == dim
 
 
-@pytest.mark.parametrize("name", ["avg", "MEAN", "pca64", "pca_", "pca_x", "bovw", "gem_learned"])
+@pytest.mark.parametrize(
+    "name", ["avg", "MEAN", "pca64", "pca_", "pca_x", "pca_0", "bovw_007", "bovw", "gem_learned"]
+)
 def test_unknown_names_list_the_valid_ones(name):
     with pytest.raises(UnknownNameError, match=r"unknown method .*mean, max.*pca_<k>, bovw_<K>"):
         pool(torch.zeros(1, 4, 2, 2), name)

@@ -99,7 +99,7 @@ def _pca_infeasible(D: int, n_train: int, k: int) -> str | None:  # noqa: N803
 METHODS.add(
     "pca_<k>",
     _fit_pca,
-    pattern=r"pca_(?P<k>\d+)",
+    pattern=r"pca_(?P<k>[1-9]\d*)",
     output_dim=lambda D, k: k,  # noqa: N803
     description="k-component PCA of the patch mean vectors, fit on train (k)",
     kind="parametric",
@@ -114,7 +114,7 @@ METHODS.add(
 METHODS.add(
     "bovw_<K>",
     _fit_bovw,
-    pattern=r"bovw_(?P<k>\d+)",
+    pattern=r"bovw_(?P<k>[1-9]\d*)",
     output_dim=lambda D, k: k,  # noqa: N803
     description="bag of visual words: mini-batch k-means on train pixels, L1 histogram (K)",
     kind="parametric",
