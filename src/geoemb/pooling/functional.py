@@ -174,9 +174,7 @@ def _method_from_chunk(ch: _Chunk, method: str) -> Tensor:
 
 
 def unknown_method_message(method: str) -> str:
-    from geoemb.pooling.registry import ALL_METHODS
-
-    return f"pooling: unknown method {method!r}; valid methods: {', '.join(ALL_METHODS)}"
+    return f"pooling: unknown training-free method {method!r}; valid: {', '.join(TRAINING_FREE)}"
 
 
 def _default_chunk(x: Tensor) -> int:
