@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from geoemb.utils.config import build_optimization
-from geoemb.utils.config import plain as _plain
+from geoemb.parts import build_optimization
+from geoemb.parts import plain as _plain
 
 log = logging.getLogger(__name__)
 
