@@ -16,7 +16,7 @@ therefore miss polygons near the edges. Membership is decided in three stages:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import geopandas as gpd
@@ -27,7 +27,13 @@ from pyproj.exceptions import ProjError
 from shapely import STRtree
 
 from geoemb.errors import InputError
-from geoemb.zonal.sources import TileMeta, TileNotFoundError, read_tile_meta
+from geoemb.zonal.sources import (
+    PathLike,
+    TileMeta,
+    TileNotFoundError,
+    read_tile_meta,
+    tile_metas,
+)
 
 #: Stage-1 growth of an index footprint's envelope (fraction of its larger side).
 COARSE_GROWTH = 0.10
@@ -113,6 +119,23 @@ def tile_footprint(
         if x.max() - x.min() > 180.0:  # across the antimeridian
             return shapely.box(-180.0, y.min(), 180.0, y.max())
     return shapely.Polygon(np.column_stack([x, y]))
+
+
+def catalog_from_tiles(
+    tiles: PathLike | Iterable[PathLike], metas: Sequence[TileMeta] | None = None
+) -> gpd.GeoDataFrame:
+    """Build a tile catalogue (footprints in EPSG:4326 + ``path``) from GeoTIFF paths/folders/globs.
+
+    Footprints are the tiles' exact rectangles densified along their edges before being
+    transformed (:func:`tile_footprint`), not 4-corner quadrilaterals.
+    ``metas`` (from :func:`tile_metas`) avoids reading the headers again.
+    """
+    metas = list(metas) if metas is not None else tile_metas(tiles)
+    return gpd.GeoDataFrame(
+        {"path": [m.path for m in metas]},
+        geometry=[tile_footprint(m, "EPSG:4326") for m in metas],
+        crs="EPSG:4326",
+    )
 
 
 def grown_envelopes(geoms: np.ndarray, crs, frac: float) -> np.ndarray:  # noqa: ANN001

@@ -50,6 +50,9 @@ class TileNotFoundError(MissingInputError):
     """An embedding tile (listed, or named by a tile-index entry) does not exist."""
 
 
+#: GeoTIFF tag (and ``attrs["zonal"]`` key) marking data made by a synthetic stand-in.
+DATA_SOURCE_TAG = "data_source"
+
 #: Suffixes read with ``geopandas.read_parquet``; everything else goes through pyogrio.
 PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
 
@@ -137,7 +140,8 @@ class TileMeta:
     """Georeferencing of one raster tile (read once, shared by all worker threads).
 
     ``masked`` is True when the tile carries a per-dataset validity mask (GDAL mask band), which
-    is then honoured in addition to ``nodata`` and non-finite values.
+    is then honoured in addition to ``nodata`` and non-finite values. ``data_source`` is the
+    tile's ``data_source`` GeoTIFF tag (``"synthetic"`` on geoemb's stand-ins), if any.
     """
 
     path: str
@@ -149,6 +153,7 @@ class TileMeta:
     dtype: str
     nodata: float | None
     masked: bool = False
+    data_source: str | None = None
 
     @property
     def rect(self) -> tuple[float, float, float, float]:
@@ -205,7 +210,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
             flags = ds.mask_flag_enums[0] if ds.count else ()
             masked = MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags
             return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
-                            ds.nodata, masked)  # fmt: skip
+                            ds.nodata, masked, ds.tags().get(DATA_SOURCE_TAG))  # fmt: skip
     except RasterioError as e:
         raise InputError(
             f"cannot read embedding tile {path}: {e}; expected a readable GeoTIFF"
@@ -257,25 +262,6 @@ def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
             )
         seen[key] = p
     return [read_tile_meta(p) for p in paths]
-
-
-def catalog_from_tiles(
-    tiles: PathLike | Iterable[PathLike], metas: Sequence[TileMeta] | None = None
-) -> gpd.GeoDataFrame:
-    """Build a tile catalogue (footprints in EPSG:4326 + ``path``) from GeoTIFF paths/folders/globs.
-
-    Footprints are the tiles' exact rectangles densified along their edges before being
-    transformed (:func:`geoemb.zonal.footprints.tile_footprint`), not 4-corner quadrilaterals.
-    ``metas`` (from :func:`tile_metas`) avoids reading the headers again.
-    """
-    from geoemb.zonal.footprints import tile_footprint
-
-    metas = list(metas) if metas is not None else tile_metas(tiles)
-    return gpd.GeoDataFrame(
-        {"path": [m.path for m in metas]},
-        geometry=[tile_footprint(m, "EPSG:4326") for m in metas],
-        crs="EPSG:4326",
-    )
 
 
 def catalog_from_index(
@@ -391,3 +377,8 @@ def any_band_count(catalog: gpd.GeoDataFrame, metas: dict[int, TileMeta]) -> int
         except InputError:
             continue
     raise InputError(f"{catalog.attrs.get('source')}: no tile is readable; expected GeoTIFFs")
+
+
+def data_source(metas: Iterable[TileMeta]) -> str:
+    """``"synthetic"`` if any tile is tagged as geoemb's synthetic stand-in, else ``"real"``."""
+    return "synthetic" if any(m.data_source == "synthetic" for m in metas) else "real"
