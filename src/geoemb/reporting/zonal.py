@@ -72,7 +72,7 @@ def make_plots(
         ax.invert_yaxis()
         ax.set_xlabel("in-sample OLS R²")
         ax.set_title(titled("Census variables from embedding features", source))
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         paths["r2"] = _save(fig, out_dir / "r2.png")
     if ev.scores.shape[1] >= 2:
         fig = Figure(figsize=(4.5, 4))
