@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -46,7 +47,7 @@ def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
 
 
-def transformer(src, dst, what: str) -> Transformer:  # noqa: ANN001
+def transformer(src: Any, dst: Any, what: str) -> Transformer:
     """A cached ``always_xy`` transformer ``src -> dst``; :class:`InputError` naming ``what``
     (file and CRS) when PROJ cannot build one (engineering/local CRS, another celestial body)."""
     s, d = CRS.from_user_input(src), CRS.from_user_input(dst)
@@ -70,8 +71,8 @@ def margin_px(meta: TileMeta) -> float:
 
 
 def tile_footprint(
-    meta: TileMeta, dst_crs, margin: float = 0.0, max_segment: float | None = None
-) -> shapely.Polygon:  # noqa: ANN001
+    meta: TileMeta, dst_crs: Any, margin: float = 0.0, max_segment: float | None = None
+) -> shapely.Polygon:
     """The tile's rectangle, grown by ``margin`` pixels, densified and transformed to ``dst_crs``.
 
     Parameters
@@ -138,7 +139,7 @@ def catalog_from_tiles(
     )
 
 
-def grown_envelopes(geoms: np.ndarray, crs, frac: float) -> np.ndarray:  # noqa: ANN001
+def grown_envelopes(geoms: np.ndarray, crs: Any, frac: float) -> np.ndarray:
     """Envelopes of ``geoms`` grown by ``frac`` × their larger side (geographic CRS: an envelope
     wider than 180° — a footprint across the antimeridian — spans all longitudes)."""
     b = shapely.bounds(geoms)

@@ -164,7 +164,7 @@ class TileMeta:
         return min(xs), min(ys), max(xs), max(ys)
 
 
-def _check_complete(ds, path: str) -> None:  # noqa: ANN001
+def _check_complete(ds: rasterio.io.DatasetReader, path: str) -> None:
     """Cheap truncation check: the last block of the first/last band must end inside the file."""
     if ds.driver != "GTiff" or is_remote(path):
         return
