@@ -89,7 +89,7 @@ def test_stand_in_generated_once_content_keyed_and_tagged(stand_in, tmp_path):
 
 
 def test_bad_arguments_refused_up_front(tmp_path):
-    with pytest.raises(InputError, match="unknown decode 'aef2'"):
+    with pytest.raises(InputError, match="unknown value decode 'aef2'; valid: raw, aef"):
         raster_source("aef", decode="aef2")
     with pytest.raises(InputError, match="index_filter"):
         raster_source("aef", index_filter=["year", 2020])

@@ -20,6 +20,7 @@ from geoemb.zonal import (
 )
 from geoemb.zonal.cli import build_parser, run
 from geoemb.zonal.params import split_knobs
+from geoemb.zonal.sources import DECODES, DECODINGS, TileMeta, check_decode, decode_values
 from tests.helpers import CONF_DIR
 
 
@@ -77,7 +78,7 @@ def test_parameter_checks():
         CensusAnalysis(n_splits=1)
     with pytest.raises(InputError, match="rgb_resolution"):
         CensusAnalysis(rgb_resolution=0)
-    with pytest.raises(InputError, match="unknown decode"):
+    with pytest.raises(InputError, match="unknown value decode"):
         RasterInputs(decode="q127")
     with pytest.raises(InputError, match=r"evaluation\.filters: unknown key\(s\) \['max_land'\]"):
         ZonalFilters.from_config({"max_land": 3}, "evaluation.filters")
@@ -105,3 +106,19 @@ def test_objects_and_flat_knobs_give_the_same_features(two_zone):
     over = zonal_stats(two_zone["polygons"], RasterInputs(tiles=tiles), method="mean",
                        land_column=None, progress=False)  # fmt: skip
     assert over.attrs["zonal"]["method"] == "mean"
+
+
+def test_value_decodes_are_one_registry():
+    assert DECODINGS == ("raw", "aef") and "AlphaEarth" in DECODES.describe()
+    x = np.array([[0, 127, 254]], dtype=np.uint8)
+    np.testing.assert_allclose(
+        decode_values(x, "AEF", "uint8"), [[-((127 / 127.5) ** 2), 0, (127 / 127.5) ** 2]]
+    )
+    with pytest.raises(InputError, match="unknown value decode 'q'; valid: raw, aef"):
+        decode_values(x, "q", "uint8")
+    meta = TileMeta("t.tif", None, None, 1, 1, 1, "float32", None)
+    check_decode("raw", meta)
+    with pytest.raises(
+        InputError, match="decode='aef' expects uint8/int8 codes; tile t.tif is float32"
+    ):
+        check_decode("aef", meta)

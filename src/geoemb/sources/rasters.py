@@ -44,7 +44,7 @@ class RasterProduct:
     title : str
         Human name used in messages.
     decode : str
-        The product's value decode (:data:`geoemb.zonal.sources.DECODINGS`).
+        The product's value decode (:data:`geoemb.zonal.sources.DECODES`).
     index_names : tuple of str
         Tile-index file names looked for in ``root`` when no ``tile_index`` is given.
     download_hint : str

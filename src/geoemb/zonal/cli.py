@@ -25,7 +25,7 @@ from geoemb.reporting.tables import to_markdown
 from geoemb.reporting.zonal import evaluate_file
 from geoemb.zonal.params import CensusAnalysis, PoolingSpec, RasterInputs, ZonalFilters
 from geoemb.zonal.pca_rgb import pca_rgb_raster
-from geoemb.zonal.sources import DECODINGS
+from geoemb.zonal.sources import DECODES, DECODINGS
 from geoemb.zonal.stats import zonal_stats
 
 __all__ = ["build_parser", "main", "run"]
@@ -55,7 +55,8 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     s.add_argument("--output", "-o", required=True, help="output .parquet (GeoParquet 1.1)")
     s.add_argument("--method", default=P.method, help=f"geoemb.pooling key (default {P.method})")
     s.add_argument("--decode", choices=DECODINGS, default=R.decode,
-                   help="aef: dequantise AEF codes")  # fmt: skip
+                   help="value decode (default %(default)s): " + "; ".join(
+                       f"{e.name}: {e.description}" for e in DECODES))  # fmt: skip
     s.add_argument("--nodata", type=float, default=R.nodata, help="override the tiles' nodata")
     s.add_argument("--all-touched", action="store_true", help="rasterise all touched pixels")
     s.add_argument("--land-column", default=F.land_column,

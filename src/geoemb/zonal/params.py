@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import geopandas as gpd
 
 from geoemb.errors import InputError
-from geoemb.zonal.sources import DECODINGS
+from geoemb.zonal.sources import DECODES
 
 __all__ = [
     "CensusAnalysis",
@@ -73,7 +73,8 @@ class RasterInputs:
     index_filter : mapping or None
         Equality filters on index columns, e.g. ``{"year": 2020}``.
     decode : str
-        ``raw`` (stored values as float) or ``aef`` (dequantise AEF uint8/int8 codes).
+        A :data:`~geoemb.zonal.sources.DECODES` name: ``raw`` (stored values as float) or ``aef``
+        (dequantise AEF uint8/int8 codes).
     nodata : float or None
         Overrides the tiles' declared nodata value.
     """
@@ -86,8 +87,7 @@ class RasterInputs:
     nodata: float | None = None
 
     def __post_init__(self) -> None:
-        if self.decode not in DECODINGS:
-            raise InputError(f"unknown decode {self.decode!r}; expected one of {DECODINGS}")
+        DECODES.resolve(self.decode)  # UnknownNameError (an InputError) listing the decodes
         if self.index_filter is not None:
             if not isinstance(self.index_filter, Mapping):
                 raise InputError(

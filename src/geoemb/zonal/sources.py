@@ -24,16 +24,12 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from geoemb.errors import InputError
+from geoemb.utils.registry import Registry
 
 PathLike = str | os.PathLike
 
 #: Column names tried (in order) when a tile index does not name its path column.
 PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_path")
-
-#: Value decodings: ``raw`` casts stored values to float; ``aef`` inverts AlphaEarth quantisation
-#: ``x = sign(q) * (|q| / 127.5) ** 2`` with ``q = code - 127`` for uint8 codes (GeoPool/EuroSAT-Embed
-#: layout, 127 ~ 0) or ``q = code`` for int8 codes.
-DECODINGS = ("raw", "aef")
 
 
 def is_remote(path: PathLike) -> bool:
@@ -339,23 +335,48 @@ def catalog_from_index(
     return out.reset_index(drop=True)
 
 
-def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
-    """Turn stored raster values ``arr`` (any shape) into float32 embeddings.
+def _decode_raw(arr: np.ndarray, dtype: str) -> np.ndarray:
+    return arr.astype(np.float32, copy=False)
 
-    ``raw`` casts; ``aef`` dequantises AlphaEarth codes: ``q = code - 127`` (uint8) or ``q = code``
-    (int8), ``x = sign(q) * (|q| / 127.5) ** 2``.
-    """
-    if decode == "raw":
-        return arr.astype(np.float32, copy=False)
-    if decode == "aef":
-        if dtype == "uint8":
-            q = arr.astype(np.float32) - 127.0
-        elif dtype == "int8":
-            q = arr.astype(np.float32)
-        else:
-            raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
-        return np.sign(q) * (np.abs(q) / 127.5) ** 2
-    raise InputError(f"unknown decode {decode!r}; expected one of {DECODINGS}")
+
+def _decode_aef(arr: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        q = arr.astype(np.float32) - 127.0
+    elif dtype == "int8":
+        q = arr.astype(np.float32)
+    else:
+        raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
+    return np.sign(q) * (np.abs(q) / 127.5) ** 2
+
+
+#: Value decodes: name -> ``decode(values, dtype) -> float32`` (``DECODES.build(name)``);
+#: ``meta["dtypes"]`` lists the storage dtypes a decode accepts (``None``: any).
+DECODES = Registry("value decode")
+DECODES.add("raw", lambda: _decode_raw, description="stored values cast to float32", dtypes=None)
+DECODES.add(
+    "aef",
+    lambda: _decode_aef,
+    description="AlphaEarth dequantisation x = sign(q)(|q|/127.5)², q = code - 127 (uint8) or code (int8)",
+    dtypes=("uint8", "int8"),
+)
+#: The decode names (for ``--help`` and choices).
+DECODINGS = tuple(DECODES.names())
+
+
+def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
+    """Turn stored raster values ``arr`` (any shape, storage ``dtype``) into float32 embeddings
+    with the :data:`DECODES` entry ``decode`` (``raw`` casts; ``aef`` dequantises AlphaEarth codes:
+    ``q = code - 127`` (uint8) or ``q = code`` (int8), ``x = sign(q) * (|q| / 127.5) ** 2``)."""
+    return DECODES.build(decode)(arr, dtype)
+
+
+def check_decode(decode: str, meta: TileMeta) -> None:
+    """Refuse a tile whose storage dtype the decode cannot read (before any pixel is read)."""
+    dtypes = DECODES.get(decode).meta.get("dtypes")
+    if dtypes is not None and meta.dtype not in dtypes:
+        raise InputError(
+            f"decode={decode!r} expects {'/'.join(dtypes)} codes; tile {meta.path} is {meta.dtype}"
+        )
 
 
 def check_tiles(metas: Sequence[TileMeta]) -> int:

@@ -59,6 +59,7 @@ from geoemb.zonal.sources import (
     TileMeta,
     any_band_count,
     catalog_from_index,
+    check_decode,
     check_tiles,
     data_source,
     decode_values,
@@ -341,10 +342,7 @@ def zonal_stats(
         dim = any_band_count(catalog, metas)
     for j in needed:
         m = metas[j]
-        if decode == "aef" and m.dtype not in ("uint8", "int8"):
-            raise InputError(
-                f"decode='aef' expects uint8/int8 AEF codes; tile {m.path} is {m.dtype}"
-            )
+        check_decode(decode, m)
         nodata_code(m.nodata if nodata is None else nodata, m.dtype, m.path, nodata is not None)
     try:  # fail early: method and state
         out_dim = output_dim(method, dim)
