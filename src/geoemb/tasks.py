@@ -2,190 +2,39 @@
 
 These are the only functions that read whole configs. Each returns a dict of metrics (or output
 info) so Hydra sweepers (Optuna) and notebooks can use them directly. Entry points
-(``train.py``, ``evaluate.py``, ``infer.py``) are thin ``@hydra.main`` wrappers.
+(``train.py``, ``evaluate.py``, ``infer.py``) are thin ``@hydra.main`` wrappers. What surrounds a
+task (seeding, run directory, failure log, W&B, checkpoints, resume, the evaluators' context) lives
+in :mod:`geoemb.run`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import random
-from collections.abc import Callable
-from pathlib import Path
+import time
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geoemb.errors import InputError
+from geoemb.run.context import RunContext
+from geoemb.run.device import resolve_device
+from geoemb.run.instantiate import instantiate_callbacks, instantiate_loggers, run_name
+from geoemb.run.task import (
+    data_tags,
+    output_dir,
+    save_resolved_config,
+    scalar_metrics,
+    seed_all,
+    sweep_value,
+    task_wrapper,
+)
+from geoemb.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
 
-
-# --------------------------------------------------------------------------- helpers
-def seed_all(seed: int) -> None:
-    """Seed Python ``random``, numpy and torch (all devices) and dataloader workers."""
-    from lightning import seed_everything
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    seed_everything(seed, workers=True, verbose=False)
-
-
-def wandb_mode() -> str:
-    """W&B mode: ``WANDB_MODE`` if set, else offline (never online by default)."""
-    return os.environ.get("WANDB_MODE", "offline")
-
-
-def finish_wandb() -> None:
-    """Close any active W&B run (needed between Hydra multirun jobs)."""
-    try:
-        import wandb
-    except ImportError:  # pragma: no cover
-        return
-    if wandb.run is not None:
-        wandb.finish()
-
-
-def log_failure_to_files(task: str, err: BaseException) -> list[str]:
-    """Write ``err`` with its traceback to every log *file* of this process (``<run>/<task>.log``).
-
-    Hydra prints a failing job's exception to stderr only; the run's log file would end without a
-    word. Console handlers are skipped (the traceback reaches stderr anyway). Returns the files.
-    """
-    record = logging.LogRecord(
-        log.name, logging.ERROR, __file__, 0, "task %s failed: %s: %s",
-        (task, type(err).__name__, err), (type(err), err, err.__traceback__),
-    )  # fmt: skip
-    written = []
-    seen: set[int] = set()
-    for logger in (logging.getLogger(), log, logging.getLogger("geoemb")):
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
-                seen.add(id(handler))
-                try:
-                    handler.handle(record)
-                    handler.flush()
-                    written.append(handler.baseFilename)
-                except Exception:  # noqa: BLE001 - logging must not hide the real error
-                    pass
-    return written
-
-
-def task_wrapper(fn: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
-    """Run a task; log a failure (with traceback) to the run's log file; always finish W&B."""
-
-    @functools.wraps(fn)
-    def wrapped(cfg: DictConfig) -> dict:
-        try:
-            return fn(cfg)
-        except Exception as err:
-            log_failure_to_files(fn.__name__, err)
-            raise
-        finally:
-            finish_wandb()
-
-    return wrapped
-
-
-def run_name(cfg: DictConfig) -> str:
-    """``<experiment_name>`` plus the sweep overrides in a multirun (``lr=0.001,batch_size=8``)."""
-    name = str(cfg.get("experiment_name") or "default")
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        hc = HydraConfig.get()
-        if hc.mode is not None and hc.mode.name == "MULTIRUN" and hc.job.override_dirname:
-            name = f"{name}/{hc.job.override_dirname}"
-    except (ValueError, AttributeError):
-        pass
-    return name
-
-
-def sweep_value(cfg: DictConfig, metrics: Any) -> float | None:
-    """The value a Hydra sweeper (Optuna) optimises: ``metrics[cfg.optimized_metric]`` if present."""
-    metric = cfg.get("optimized_metric")
-    if metric and isinstance(metrics, dict) and metric in metrics:
-        return float(metrics[metric])
-    return None
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run directory (``paths.output_dir``), created if needed."""
-    path = Path(cfg.paths.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save_resolved_config(cfg: DictConfig, path: Path) -> None:
-    """Write the fully resolved config (``config.yaml`` in the run dir)."""
-    from geoemb.utils.io import atomic_write_text
-
-    atomic_write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool = True) -> list:
-    """Instantiate every ``_target_`` entry of the ``callbacks`` group (``null`` entries skipped).
-
-    Without any logger (``logger=none``, ``debug=fdr``) the LR monitor is dropped: Lightning
-    refuses it then.
-    """
-    out = []
-    for _, cb in (cfg or {}).items():
-        if isinstance(cb, DictConfig) and "_target_" in cb:
-            if not has_logger and cb._target_.endswith("LearningRateMonitor"):
-                continue
-            out.append(hydra.utils.instantiate(cb))
-    return out
-
-
-def instantiate_loggers(
-    cfg: DictConfig | None, name: str, tags: list[str], wandb_id: str | None = None
-) -> list:
-    """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled.
-
-    ``wandb_id`` (from a checkpoint being resumed) re-attaches the W&B run unless
-    ``logger.wandb.id`` is set explicitly.
-    """
-    out = []
-    mode = wandb_mode()
-    for _key, lg in (cfg or {}).items():
-        if not (isinstance(lg, DictConfig) and "_target_" in lg):
-            continue
-        if "Wandb" in str(lg._target_):
-            if mode == "disabled":
-                log.info("WANDB_MODE=disabled: W&B logger skipped")
-                continue
-            lg = lg.copy()
-            with open_dict(lg):
-                lg.offline = mode != "online"
-                lg.name = lg.get("name") or name
-                lg.tags = list(dict.fromkeys(list(lg.get("tags") or []) + tags))
-                if wandb_id and not lg.get("id"):
-                    lg.id = wandb_id
-                    lg.resume = "allow"
-        out.append(hydra.utils.instantiate(lg))
-    return out
-
-
-def _data_tags(cfg: DictConfig) -> list[str]:
-    tags = [str(t) for t in (cfg.get("tags") or [])]
-    if cfg.get("data") is not None and cfg.data.get("synthetic", False):
-        tags.append("data_source=synthetic")
-    return tags
-
-
-def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            out[k] = float(v)
-        elif isinstance(v, int | float):
-            out[k] = float(v)
-    return out
+__all__ = ["evaluate", "infer", "sweep_value", "train"]
 
 
 # --------------------------------------------------------------------------- train
@@ -226,10 +75,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_all(int(cfg.seed))
     out = output_dir(cfg)
     save_resolved_config(cfg, out)
-    tags = _data_tags(cfg)
+    tags = data_tags(cfg)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()  # missing data is one clear error before any logger/W&B run starts
 
     model_cfg = cfg.model.copy()
     resume_hp = (resume_ckpt or {}).get("hyper_parameters") or {}
@@ -240,7 +90,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with open_dict(model_cfg):
                 model_cfg.preprocess = resume_hp["preprocess"]
         elif hasattr(datamodule, "preprocess_config"):
-            datamodule.prepare_data()
             with open_dict(model_cfg):
                 model_cfg.preprocess = datamodule.preprocess_config()
     log.info("Instantiating model <%s>", model_cfg._target_)
@@ -271,7 +120,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(
             model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
         )
-    metrics = _scalar_metrics(trainer.callback_metrics)
+    metrics = scalar_metrics(trainer.callback_metrics)
 
     if cfg.get("test", False):
         ckpt = None
@@ -283,35 +132,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if ckpt is None:
             log.warning("no best checkpoint found: testing the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-        metrics.update(_scalar_metrics(trainer.callback_metrics))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
     log.info("metrics: %s", metrics)
     return metrics
-
-
-def _run_context(cfg: DictConfig, out: Path, logger: Any):
-    """The :class:`~geoemb.run.context.RunContext` handed to evaluators (built from Hydra once)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from geoemb.run.context import RunContext
-
-    shared, multirun, job = None, False, None
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-        if multirun:
-            shared, job = Path(hc.sweep.dir), hc.job.get("num")
-    data = cfg.get("data")
-    return RunContext(
-        output_dir=out,
-        shared_dir=shared,
-        logger=logger,
-        seed=int(cfg.seed),
-        device=str(cfg.get("device") or "auto"),
-        trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
-        is_multirun=multirun,
-        job_num=job,
-        data_source="synthetic" if data is not None and data.get("synthetic", False) else "real",
-    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -337,12 +160,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     With ``ckpt_path`` and no evaluator, the model and the data config are rebuilt from the
     checkpoint; ``data.*`` overrides given on the command line are merged on top.
     """
-    from geoemb.utils.run_logger import RunLogger
-
     seed_all(int(cfg.seed))
     out = output_dir(cfg)
     save_resolved_config(cfg, out)
-    tags = _data_tags(cfg)
+    tags = data_tags(cfg)
 
     if cfg.get("evaluation") is not None:
         evaluator = hydra.utils.instantiate(
@@ -363,7 +184,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             import inspect
 
             if "ctx" in inspect.signature(evaluator.run).parameters:  # new protocol (issue 11)
-                metrics = evaluator.run(_run_context(cfg, out, logger))
+                metrics = evaluator.run(RunContext.from_config(cfg, out, logger))
             else:  # transitional: evaluators not yet moved to run(ctx)
                 metrics = evaluator.run(output_dir=out, logger=logger)
         finally:
@@ -396,18 +217,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     install_safe_io(trainer, trust_checkpoint=trust)
     trainer.test(model=model, datamodule=datamodule, weights_only=True)
-    metrics = _scalar_metrics(trainer.callback_metrics)
+    metrics = scalar_metrics(trainer.callback_metrics)
     log.info("metrics: %s", metrics)
     return metrics
 
 
 # --------------------------------------------------------------------------- infer
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @task_wrapper
 def infer(cfg: DictConfig) -> dict[str, Any]:
     """Stream a checkpoint over a scene and write a georeferenced class-map GeoTIFF.
@@ -416,14 +231,12 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     ``evaluate.py experiment=rsc_analysis`` so tile seams stay invisible.
     Returns ``{"output": path, "width": W, "height": H, "stride": s, "seconds": t}``.
     """
-    import time
-
     from geoemb.inference import check_output, open_source, predict_raster
     from geoemb.run.checkpoints import load_module
 
     seed_all(int(cfg.seed))
     check_output(cfg.output, cfg.input)  # refuse output == input / a directory before any work
-    device = _device(str(cfg.device))
+    device = resolve_device(cfg.device)
     model = load_module(cfg.ckpt_path, bool(cfg.get("trust_checkpoint", False)))
     model = model.eval().to(device)
     expected = getattr(model.preprocess, "in_channels", None)

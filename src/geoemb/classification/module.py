@@ -31,9 +31,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from geoemb.callbacks import GeoPoolHeadResults
+from geoemb.parts import build_optimization
+from geoemb.parts import plain as _plain
 from geoemb.pooling.heads import PooledClassifier, build_head
-from geoemb.utils.config import build_optimization
-from geoemb.utils.config import plain as _plain
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from geoemb.compression.bitpack import unpack_bits
+from geoemb.errors import OutputError
 from geoemb.explore.index import CorpusIndex
 from geoemb.explore.render import (
     TILE,
@@ -167,7 +168,7 @@ class Basemap:
                 np.savez(tmp, version=CACHE_VERSION, manifest_sha256=model.manifest_sha256,
                          mean=model.mean, components=model.components, lo=model.lo,
                          hi=model.hi, n_fit=model.n_fit)  # fmt: skip
-        except OSError as e:  # a read-only cache is not fatal: the model is in memory
+        except (OSError, OutputError) as e:  # a read-only cache is not fatal: model in memory
             log.warning("cannot write basemap cache %s (%s)", path, e)
         return model
 
@@ -236,7 +237,7 @@ class Basemap:
             if z <= self.disk_max_zoom:
                 try:
                     atomic_write_bytes(path, data)
-                except OSError as e:
+                except (OSError, OutputError) as e:
                     log.warning("cannot cache tile %s (%s)", path, e)
         with self._lock:
             self._mem[key] = data

@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -109,7 +110,7 @@ def check_polygon_coordinates(gdf: gpd.GeoDataFrame, name: str) -> None:
         )
 
 
-def to_crs_checked(geoms: gpd.GeoSeries, dst, name: str) -> np.ndarray:  # noqa: ANN001
+def to_crs_checked(geoms: gpd.GeoSeries, dst: Any, name: str) -> np.ndarray:
     """``geoms.to_crs(dst)`` as a shapely array; :class:`InputError` when the CRS cannot be
     transformed or some polygons have non-finite coordinates there (NaN vertices, or outside
     ``dst``'s domain)."""

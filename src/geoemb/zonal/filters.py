@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry import box
 
 from geoemb.errors import InputError
 from geoemb.zonal.checks import warn
@@ -26,8 +27,6 @@ def apply_filters(
     counts = {"input": len(gdf)}
     keep = np.ones(len(gdf), dtype=bool)
     if bbox is not None:
-        from shapely.geometry import box
-
         b = gpd.GeoSeries([box(*bbox)], crs="EPSG:4326").to_crs(gdf.crs).iloc[0]
         inside = gdf.geometry.intersects(b).to_numpy()
         counts["outside_bbox"] = int((~inside).sum())

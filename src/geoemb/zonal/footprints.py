@@ -16,8 +16,9 @@ therefore miss polygons near the edges. Membership is decided in three stages:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -27,7 +28,13 @@ from pyproj.exceptions import ProjError
 from shapely import STRtree
 
 from geoemb.errors import InputError
-from geoemb.zonal.sources import TileMeta, TileNotFoundError, read_tile_meta
+from geoemb.zonal.sources import (
+    PathLike,
+    TileMeta,
+    TileNotFoundError,
+    read_tile_meta,
+    tile_metas,
+)
 
 #: Stage-1 growth of an index footprint's envelope (fraction of its larger side).
 COARSE_GROWTH = 0.10
@@ -40,7 +47,7 @@ def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
 
 
-def transformer(src, dst, what: str) -> Transformer:  # noqa: ANN001
+def transformer(src: Any, dst: Any, what: str) -> Transformer:
     """A cached ``always_xy`` transformer ``src -> dst``; :class:`InputError` naming ``what``
     (file and CRS) when PROJ cannot build one (engineering/local CRS, another celestial body)."""
     s, d = CRS.from_user_input(src), CRS.from_user_input(dst)
@@ -64,8 +71,8 @@ def margin_px(meta: TileMeta) -> float:
 
 
 def tile_footprint(
-    meta: TileMeta, dst_crs, margin: float = 0.0, max_segment: float | None = None
-) -> shapely.Polygon:  # noqa: ANN001
+    meta: TileMeta, dst_crs: Any, margin: float = 0.0, max_segment: float | None = None
+) -> shapely.Polygon:
     """The tile's rectangle, grown by ``margin`` pixels, densified and transformed to ``dst_crs``.
 
     Parameters
@@ -115,7 +122,24 @@ def tile_footprint(
     return shapely.Polygon(np.column_stack([x, y]))
 
 
-def grown_envelopes(geoms: np.ndarray, crs, frac: float) -> np.ndarray:  # noqa: ANN001
+def catalog_from_tiles(
+    tiles: PathLike | Iterable[PathLike], metas: Sequence[TileMeta] | None = None
+) -> gpd.GeoDataFrame:
+    """Build a tile catalogue (footprints in EPSG:4326 + ``path``) from GeoTIFF paths/folders/globs.
+
+    Footprints are the tiles' exact rectangles densified along their edges before being
+    transformed (:func:`tile_footprint`), not 4-corner quadrilaterals.
+    ``metas`` (from :func:`tile_metas`) avoids reading the headers again.
+    """
+    metas = list(metas) if metas is not None else tile_metas(tiles)
+    return gpd.GeoDataFrame(
+        {"path": [m.path for m in metas]},
+        geometry=[tile_footprint(m, "EPSG:4326") for m in metas],
+        crs="EPSG:4326",
+    )
+
+
+def grown_envelopes(geoms: np.ndarray, crs: Any, frac: float) -> np.ndarray:
     """Envelopes of ``geoms`` grown by ``frac`` × their larger side (geographic CRS: an envelope
     wider than 180° — a footprint across the antimeridian — spans all longitudes)."""
     b = shapely.bounds(geoms)

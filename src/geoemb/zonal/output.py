@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import pyarrow.parquet as pq
 
 from geoemb.errors import InputError
 from geoemb.utils.io import atomic_path
 from geoemb.zonal.checks import PathLike, check_output
+from geoemb.zonal.sources import read_vector
 
 #: Default prefix of feature columns (used to find them again in a features file).
 FEATURE_PREFIX = "emb_"
@@ -28,8 +30,6 @@ def write_geoparquet(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
     The run description in ``gdf.attrs["zonal"]`` (method, feature columns, filters) is stored as
     JSON under the ``geoemb.zonal`` key of the Parquet schema metadata.
     """
-    import pyarrow.parquet as pq
-
     path = check_output(path, suffixes=PARQUET_SUFFIXES, what="features output")
     with atomic_path(path) as tmp:
         gdf.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, index=False)
@@ -50,10 +50,6 @@ def read_features(
         gdf = path
         info = gdf.attrs.get("zonal", {})
     else:
-        import pyarrow.parquet as pq
-
-        from geoemb.zonal.sources import read_vector
-
         gdf = read_vector(path, "features file")
         meta = pq.read_schema(path).metadata or {}
         info = json.loads(meta[META_KEY]) if META_KEY in meta else {}

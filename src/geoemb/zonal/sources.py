@@ -24,16 +24,12 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from geoemb.errors import InputError
+from geoemb.utils.registry import Registry
 
 PathLike = str | os.PathLike
 
 #: Column names tried (in order) when a tile index does not name its path column.
 PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_path")
-
-#: Value decodings: ``raw`` casts stored values to float; ``aef`` inverts AlphaEarth quantisation
-#: ``x = sign(q) * (|q| / 127.5) ** 2`` with ``q = code - 127`` for uint8 codes (GeoPool/EuroSAT-Embed
-#: layout, 127 ~ 0) or ``q = code`` for int8 codes.
-DECODINGS = ("raw", "aef")
 
 
 def is_remote(path: PathLike) -> bool:
@@ -49,6 +45,9 @@ class MissingInputError(InputError, FileNotFoundError):
 class TileNotFoundError(MissingInputError):
     """An embedding tile (listed, or named by a tile-index entry) does not exist."""
 
+
+#: GeoTIFF tag (and ``attrs["zonal"]`` key) marking data made by a synthetic stand-in.
+DATA_SOURCE_TAG = "data_source"
 
 #: Suffixes read with ``geopandas.read_parquet``; everything else goes through pyogrio.
 PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
@@ -137,7 +136,8 @@ class TileMeta:
     """Georeferencing of one raster tile (read once, shared by all worker threads).
 
     ``masked`` is True when the tile carries a per-dataset validity mask (GDAL mask band), which
-    is then honoured in addition to ``nodata`` and non-finite values.
+    is then honoured in addition to ``nodata`` and non-finite values. ``data_source`` is the
+    tile's ``data_source`` GeoTIFF tag (``"synthetic"`` on geoemb's stand-ins), if any.
     """
 
     path: str
@@ -149,6 +149,7 @@ class TileMeta:
     dtype: str
     nodata: float | None
     masked: bool = False
+    data_source: str | None = None
 
     @property
     def rect(self) -> tuple[float, float, float, float]:
@@ -159,7 +160,7 @@ class TileMeta:
         return min(xs), min(ys), max(xs), max(ys)
 
 
-def _check_complete(ds, path: str) -> None:  # noqa: ANN001
+def _check_complete(ds: rasterio.io.DatasetReader, path: str) -> None:
     """Cheap truncation check: the last block of the first/last band must end inside the file."""
     if ds.driver != "GTiff" or is_remote(path):
         return
@@ -205,7 +206,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
             flags = ds.mask_flag_enums[0] if ds.count else ()
             masked = MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags
             return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
-                            ds.nodata, masked)  # fmt: skip
+                            ds.nodata, masked, ds.tags().get(DATA_SOURCE_TAG))  # fmt: skip
     except RasterioError as e:
         raise InputError(
             f"cannot read embedding tile {path}: {e}; expected a readable GeoTIFF"
@@ -257,25 +258,6 @@ def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
             )
         seen[key] = p
     return [read_tile_meta(p) for p in paths]
-
-
-def catalog_from_tiles(
-    tiles: PathLike | Iterable[PathLike], metas: Sequence[TileMeta] | None = None
-) -> gpd.GeoDataFrame:
-    """Build a tile catalogue (footprints in EPSG:4326 + ``path``) from GeoTIFF paths/folders/globs.
-
-    Footprints are the tiles' exact rectangles densified along their edges before being
-    transformed (:func:`geoemb.zonal.footprints.tile_footprint`), not 4-corner quadrilaterals.
-    ``metas`` (from :func:`tile_metas`) avoids reading the headers again.
-    """
-    from geoemb.zonal.footprints import tile_footprint
-
-    metas = list(metas) if metas is not None else tile_metas(tiles)
-    return gpd.GeoDataFrame(
-        {"path": [m.path for m in metas]},
-        geometry=[tile_footprint(m, "EPSG:4326") for m in metas],
-        crs="EPSG:4326",
-    )
 
 
 def catalog_from_index(
@@ -353,23 +335,48 @@ def catalog_from_index(
     return out.reset_index(drop=True)
 
 
-def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
-    """Turn stored raster values ``arr`` (any shape) into float32 embeddings.
+def _decode_raw(arr: np.ndarray, dtype: str) -> np.ndarray:
+    return arr.astype(np.float32, copy=False)
 
-    ``raw`` casts; ``aef`` dequantises AlphaEarth codes: ``q = code - 127`` (uint8) or ``q = code``
-    (int8), ``x = sign(q) * (|q| / 127.5) ** 2``.
-    """
-    if decode == "raw":
-        return arr.astype(np.float32, copy=False)
-    if decode == "aef":
-        if dtype == "uint8":
-            q = arr.astype(np.float32) - 127.0
-        elif dtype == "int8":
-            q = arr.astype(np.float32)
-        else:
-            raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
-        return np.sign(q) * (np.abs(q) / 127.5) ** 2
-    raise InputError(f"unknown decode {decode!r}; expected one of {DECODINGS}")
+
+def _decode_aef(arr: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        q = arr.astype(np.float32) - 127.0
+    elif dtype == "int8":
+        q = arr.astype(np.float32)
+    else:
+        raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
+    return np.sign(q) * (np.abs(q) / 127.5) ** 2
+
+
+#: Value decodes: name -> ``decode(values, dtype) -> float32`` (``DECODES.build(name)``);
+#: ``meta["dtypes"]`` lists the storage dtypes a decode accepts (``None``: any).
+DECODES = Registry("value decode")
+DECODES.add("raw", lambda: _decode_raw, description="stored values cast to float32", dtypes=None)
+DECODES.add(
+    "aef",
+    lambda: _decode_aef,
+    description="AlphaEarth dequantisation x = sign(q)(|q|/127.5)², q = code - 127 (uint8) or code (int8)",
+    dtypes=("uint8", "int8"),
+)
+#: The decode names (for ``--help`` and choices).
+DECODINGS = tuple(DECODES.names())
+
+
+def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
+    """Turn stored raster values ``arr`` (any shape, storage ``dtype``) into float32 embeddings
+    with the :data:`DECODES` entry ``decode`` (``raw`` casts; ``aef`` dequantises AlphaEarth codes:
+    ``q = code - 127`` (uint8) or ``q = code`` (int8), ``x = sign(q) * (|q| / 127.5) ** 2``)."""
+    return DECODES.build(decode)(arr, dtype)
+
+
+def check_decode(decode: str, meta: TileMeta) -> None:
+    """Refuse a tile whose storage dtype the decode cannot read (before any pixel is read)."""
+    dtypes = DECODES.get(decode).meta.get("dtypes")
+    if dtypes is not None and meta.dtype not in dtypes:
+        raise InputError(
+            f"decode={decode!r} expects {'/'.join(dtypes)} codes; tile {meta.path} is {meta.dtype}"
+        )
 
 
 def check_tiles(metas: Sequence[TileMeta]) -> int:
@@ -391,3 +398,8 @@ def any_band_count(catalog: gpd.GeoDataFrame, metas: dict[int, TileMeta]) -> int
         except InputError:
             continue
     raise InputError(f"{catalog.attrs.get('source')}: no tile is readable; expected GeoTIFFs")
+
+
+def data_source(metas: Iterable[TileMeta]) -> str:
+    """``"synthetic"`` if any tile is tagged as geoemb's synthetic stand-in, else ``"real"``."""
+    return "synthetic" if any(m.data_source == "synthetic" for m in metas) else "real"

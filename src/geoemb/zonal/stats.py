@@ -11,6 +11,7 @@ is read (:mod:`geoemb.zonal.checks`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
 from geoemb.errors import InputError
+from geoemb.pooling import output_dim, pool
 from geoemb.zonal.checks import (
     check_output,
     check_polygon_coordinates,
@@ -37,7 +39,7 @@ from geoemb.zonal.checks import (
     warn,
 )
 from geoemb.zonal.filters import apply_filters, repaired
-from geoemb.zonal.footprints import candidate_pairs, check_overlaps
+from geoemb.zonal.footprints import candidate_pairs, catalog_from_tiles, check_overlaps
 from geoemb.zonal.output import (
     FEATURE_PREFIX,
     META_KEY,
@@ -45,14 +47,21 @@ from geoemb.zonal.output import (
     read_features,
     write_geoparquet,
 )
+from geoemb.zonal.params import (
+    PoolingSpec,
+    RasterInputs,
+    ZonalFilters,
+    default_workers,
+    split_knobs,
+)
 from geoemb.zonal.sources import (
-    DECODINGS,
     PathLike,
     TileMeta,
     any_band_count,
     catalog_from_index,
-    catalog_from_tiles,
+    check_decode,
     check_tiles,
+    data_source,
     decode_values,
     read_polygons,
     tile_metas,
@@ -62,6 +71,7 @@ __all__ = [  # re-exported
     "FEATURE_PREFIX",
     "META_KEY",
     "apply_filters",
+    "default_workers",
     "read_features",
     "write_geoparquet",
 ]
@@ -230,54 +240,36 @@ def pool_pixels(
     """
     if pixels.shape[0] == 0:
         return np.full(out_dim, np.nan, dtype=np.float32)
-    from geoemb.pooling import pool
-
     x = torch.from_numpy(pixels.T.copy()).to(dtype).reshape(1, pixels.shape[1], 1, pixels.shape[0])
     out = pool(x, method, mask=None, state=state)
     return out.reshape(-1).detach().cpu().numpy().astype(np.float32)
 
 
-def _build_catalog(
-    tiles: PathLike | Iterable[PathLike] | None,
-    tile_index: PathLike | gpd.GeoDataFrame | None,
-    path_column: str | None,
-    index_filter: dict | None,
-) -> tuple[gpd.GeoDataFrame, dict[int, TileMeta] | None]:
+def _build_catalog(rasters: RasterInputs) -> tuple[gpd.GeoDataFrame, dict[int, TileMeta] | None]:
     """The tile catalogue and, for explicit tiles, their headers by catalogue row."""
-    if (tiles is None) == (tile_index is None):
-        raise InputError(
-            "give exactly one of tiles=[...] (GeoTIFF paths) or tile_index=<gpkg/parquet>"
+    rasters.check()
+    if rasters.tile_index is not None:
+        catalog = catalog_from_index(
+            rasters.tile_index, path_column=rasters.path_column, filters=rasters.index_filter
         )
-    if tile_index is not None:
-        return catalog_from_index(tile_index, path_column=path_column, filters=index_filter), None
-    metas = tile_metas(tiles)
-    catalog = catalog_from_tiles(tiles, metas)
+        return catalog, None
+    metas = tile_metas(rasters.tiles)
+    catalog = catalog_from_tiles(rasters.tiles, metas)
     catalog.attrs["source"] = f"{len(metas)} tile(s)"
     return catalog, dict(enumerate(metas))
 
 
 def zonal_stats(
     polygons: PathLike | gpd.GeoDataFrame,
-    tiles: PathLike | Iterable[PathLike] | None = None,
-    tile_index: PathLike | gpd.GeoDataFrame | None = None,
+    rasters: RasterInputs | None = None,
+    filters: ZonalFilters | None = None,
+    pooling: PoolingSpec | None = None,
     *,
-    method: str = "mean_std",
     state: Any = None,
-    decode: str = "raw",
-    nodata: float | None = None,
-    all_touched: bool = False,
-    land_column: str | None = "ALAND20",
-    drop_zero_land: bool = True,
-    max_land_km2: float | None = 25.0,
-    bbox: tuple[float, float, float, float] | None = None,
-    path_column: str | None = None,
-    index_filter: dict | None = None,
-    num_workers: int = 4,
-    chunk_size: int = 2048,
-    feature_prefix: str = FEATURE_PREFIX,
-    progress: bool = True,
     layer: str | None = None,
     output: PathLike | None = None,
+    feature_prefix: str = FEATURE_PREFIX,
+    **knobs: Any,
 ) -> gpd.GeoDataFrame:
     """Pool embedding-raster pixels inside every polygon.
 
@@ -286,53 +278,55 @@ def zonal_stats(
     polygons:
         Polygon layer (path or GeoDataFrame) in any Earth CRS. Null/empty geometries get no
         pixels; invalid ones are repaired for rasterisation (with a warning).
-    tiles, tile_index:
-        Either GeoTIFF paths/folders/globs, or a tile index (footprints -> ``path_column``,
-        optionally filtered with ``index_filter`` such as ``{"year": 2020}``). Tiles may use
-        different CRSs; the band count D must agree; tiles of one CRS must not overlap.
-        Membership is exact (decided in each tile's own CRS, :mod:`geoemb.zonal.footprints`).
-    method, state:
-        A :mod:`geoemb.pooling` key (``mean_std`` = blog's mean+std) and, for parametric methods,
-        the fitted state.
-    decode:
-        ``raw`` (stored values as float) or ``aef`` (dequantise AEF uint8/int8 codes).
-    nodata:
-        Overrides the tiles' nodata value. Non-finite values and masked pixels are always invalid.
-    all_touched:
-        Rasterise every pixel the polygon touches instead of pixel centres inside it.
-    land_column, drop_zero_land, max_land_km2, bbox:
-        Filters (see :func:`apply_filters`); ``land_column=None`` disables the area filters.
-    num_workers, chunk_size:
-        Threads for windowed reads (one rasterio handle per thread and tile) and polygons per
-        chunk (bounds memory: only one chunk's reprojected geometries and features are live).
+    rasters:
+        :class:`~geoemb.zonal.params.RasterInputs`: GeoTIFF paths/folders/globs or a tile index
+        (optionally filtered, e.g. ``{"year": 2020}``), the value ``decode`` and a ``nodata``
+        override. Tiles may use different CRSs; the band count D must agree; tiles of one CRS
+        must not overlap. Membership is exact (decided in each tile's own CRS,
+        :mod:`geoemb.zonal.footprints`). Non-finite values and masked pixels are always invalid.
+    filters:
+        :class:`~geoemb.zonal.params.ZonalFilters` (see :func:`apply_filters`).
+    pooling:
+        :class:`~geoemb.zonal.params.PoolingSpec`: a :mod:`geoemb.pooling` ``method``,
+        ``all_touched``, threads for windowed reads (one rasterio handle per thread and tile) and
+        polygons per chunk (only one chunk's reprojected geometries are live).
+    state:
+        Fitted state of a parametric pooling method.
+    layer:
+        Layer of a multi-layer polygon file.
     output:
         Optional ``.parquet`` path, checked before any work and written atomically at the end.
+    **knobs:
+        Any field of the three parameter objects as a flat keyword (``tiles=…``,
+        ``tile_index=…``, ``method=…``, ``land_column=None``, ``num_workers=2``…), applied over
+        them (:func:`geoemb.zonal.params.split_knobs`).
 
     Returns
     -------
     GeoDataFrame in the polygons' CRS: kept polygons' attributes + F feature columns
-    (``feature_names``) + ``pixel_count`` + ``tile_count``; ``attrs["zonal"]`` describes the run.
+    (``feature_names``) + ``pixel_count`` + ``tile_count``; ``attrs["zonal"]`` describes the run
+    (``data_source`` is ``synthetic`` when a tile used carries geoemb's stand-in tag).
 
     Raises
     ------
     InputError, OutputError
         Bad inputs or output path, naming the file and what was expected — before pixel work.
     """
-    from geoemb.pooling import output_dim, pool
-
+    rasters, filters, pooling = split_knobs(knobs, rasters, filters, pooling)
+    tile_index, decode, nodata = rasters.tile_index, rasters.decode, rasters.nodata
+    method, all_touched, num_workers = pooling.method, pooling.all_touched, pooling.workers
+    chunk_size = pooling.chunk_size
     in_paths = [p for p in (polygons, tile_index) if isinstance(p, str | os.PathLike)]
     if output is not None:
         check_output(output, in_paths, suffixes=PARQUET_SUFFIXES)
-    if decode not in DECODINGS:
-        raise InputError(f"unknown decode {decode!r}; expected one of {DECODINGS}")
     name = str(polygons) if isinstance(polygons, str | os.PathLike) else "<GeoDataFrame>"
     gdf = read_polygons(polygons, layer=layer)
     transformer(gdf.crs, "EPSG:4326", f"polygons {name}")
     check_polygon_coordinates(gdf, name)
-    catalog, metas = _build_catalog(tiles, tile_index, path_column, index_filter)
+    catalog, metas = _build_catalog(rasters)
     if output is not None:
         check_output(output, list(catalog.path), suffixes=PARQUET_SUFFIXES)
-    gdf, filter_counts = apply_filters(gdf, land_column, drop_zero_land, max_land_km2, bbox)
+    gdf, filter_counts = apply_filters(gdf, **dataclasses.asdict(filters))
     work = repaired(gdf.geometry, name)
     n = len(gdf)
     if n == 0:
@@ -348,10 +342,7 @@ def zonal_stats(
         dim = any_band_count(catalog, metas)
     for j in needed:
         m = metas[j]
-        if decode == "aef" and m.dtype not in ("uint8", "int8"):
-            raise InputError(
-                f"decode='aef' expects uint8/int8 AEF codes; tile {m.path} is {m.dtype}"
-            )
+        check_decode(decode, m)
         nodata_code(m.nodata if nodata is None else nodata, m.dtype, m.path, nodata is not None)
     try:  # fail early: method and state
         out_dim = output_dim(method, dim)
@@ -388,7 +379,7 @@ def zonal_stats(
         )
         return i, pool_pixels(px, method, out_dim, state), px.shape[0], k
 
-    bar = tqdm(total=n, desc=f"zonal {method}", unit="poly", disable=not progress)
+    bar = tqdm(total=n, desc=f"zonal {method}", unit="poly", disable=not pooling.progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as ex:
             for start in range(0, n, max(1, chunk_size)):
@@ -433,12 +424,8 @@ def zonal_stats(
         "filters": filter_counts,
         "n_tiles_used": len({p for p, (_, v) in tally.items() if v}),
         "n_empty": int((counts == 0).sum()),
+        "data_source": data_source([metas[j] for j in needed]),
     }
     if output is not None:
         write_geoparquet(out, output)
     return out
-
-
-def default_workers() -> int:
-    """A sensible thread count for windowed reads (I/O bound): min(8, 2 × CPUs)."""
-    return min(8, 2 * (os.cpu_count() or 1))

@@ -5,7 +5,8 @@ Layout written under ``root`` (the AEF distribution pattern, reference/offline_d
     <root>/aef_index.gpkg            footprints (EPSG:4326, exact: edges densified) -> path
                                      (relative), year, crs
     <root>/<year>/aef_<r>_<c>_<year>.tif   n_bands × tile_size² AEF codes (uint8 0..254, 127 ≈ 0, or
-                                     int8 -127..127), UTM CRS, 10 m, zstd + predictor 2, tiled
+                                     int8 -127..127), UTM CRS, 10 m, zstd + predictor 2, tiled,
+                                     GeoTIFF tag data_source=synthetic
     <root>/blocks.gpkg               census-like blocks, EPSG:4269 (TIGER/Line) by default, with
                                      GEOID20, POP20, HOUSING20, ALAND20 (m²), AWATER20 (m²), UR20 (U/R)
     <root>/.complete                 completion marker (generation is skipped when present)
@@ -35,7 +36,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from geoemb.zonal.footprints import tile_footprint
-from geoemb.zonal.sources import TileMeta
+from geoemb.zonal.sources import DATA_SOURCE_TAG, TileMeta
 
 CLASSES = ("built", "vegetation", "cropland", "water")
 
@@ -189,6 +190,7 @@ def generate(
             ]
             with rasterio.open(tile_dir / name, "w", **profile) as dst:
                 dst.write(sl)
+                dst.update_tags(**{DATA_SOURCE_TAG: "synthetic"})
             # the exact footprint: edges densified every <= 100 m before transforming (a UTM
             # edge is a curve in lon/lat; 4 corners would miss a ~145 m strip on 82 km tiles)
             meta = TileMeta(str(tile_dir / name), CRS.from_string(crs), transform, tile_size,
