@@ -23,8 +23,9 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from geoemb.metrics.rsc import distance_curve_frame
 from geoemb.reporting.geopool import HEAD_RESULTS_FILE, append_results_row, end2end_row
-from geoemb.reporting.rsc import curve_frame, write_distance_curves
+from geoemb.reporting.rsc import write_distance_curves
 from geoemb.reporting.water import prediction_panel, save_prediction_panels
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class RSCDistanceCurve(Callback):
                 continue
             import wandb
 
-            lg.experiment.log({"test/distance_curve": wandb.Table(dataframe=curve_frame(curve)),
+            lg.experiment.log({"test/distance_curve": wandb.Table(dataframe=distance_curve_frame(curve)),
                                "test/distance_curve_plot": wandb.Image(str(png))})  # fmt: skip
 
 

@@ -20,9 +20,9 @@ from geoemb.metrics import (
     RSCConfusionMatrix,
     TCRecall,
     l1_distance_transform,
-    plot_distance_curves,
     write_distance_curve_csv,
 )
+from geoemb.reporting.rsc import plot_distance_curves
 from tests.rsc.oracle import reference_curve, reference_eval
 
 

@@ -50,7 +50,6 @@ __all__ = [
     "reference_distance_bins",
     "distance_curve_frame",
     "write_distance_curve_csv",
-    "plot_distance_curves",
 ]
 
 #: The reference drops TC pixels with ``d >= 8192`` (cv2's value for patches without visible road).
@@ -401,38 +400,3 @@ def write_distance_curve_csv(
     from geoemb.utils.io import atomic_write_text
 
     return atomic_write_text(path, distance_curve_frame(curve, model).to_csv(index=False))
-
-
-def plot_distance_curves(
-    curves: dict[str, dict[str, torch.Tensor]], path: str | os.PathLike, title: str | None = None
-) -> Path:
-    """Plot recall vs distance (log x, points at the left bin edge, xlim [0.7, 1024]) to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from geoemb.utils.io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xmax = 1024.0
-    for name, c in curves.items():
-        x = c["bin_left"].cpu().numpy()
-        if x.size:
-            xmax = max(xmax, float(c["bin_right"].max()))
-        ax.plot(x, 100 * c["recall"].cpu().numpy(), marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_xlim(0.7, xmax)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("L1 distance to nearest visible road pixel (px)")
-    ax.set_ylabel("TC-over-road recall (%)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path

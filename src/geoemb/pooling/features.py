@@ -6,13 +6,15 @@ train/test pair of datasets (items ``{"image": (D, H, W), "mask": (H, W) bool, "
 1. methods found in the :class:`~geoemb.pooling.cache.SplitCache` are read back;
 2. one streaming pass over train pools every training-free method (``kind="free"`` in the pooling
    registry) — plus ``mean`` when a method is fitted on mean vectors;
-3. parametric methods are fitted on the **train split only**, as their registry metadata says:
-   ``fit_on="mean"`` (``pca_<k>``) on the float64 train mean vectors, ``fit_on="pixels"``
-   (``bovw_<K>``) by streaming the train pixels (mini-batches of ``batch_size`` patches);
+3. parametric methods are fitted on the **train split only**, as their registry metadata
+   (:data:`geoemb.pooling.METHODS`) says: ``fit_on="pixels"`` (``bovw_<K>``) by streaming the train
+   pixels (mini-batches of ``batch_size`` patches), ``fit_on=<a pooling method>`` (``pca_<k>``:
+   ``"mean"``) on the float64 train vectors of that method, which the first pass adds;
 4. one pass over test pools every method with the fitted states; entries are written to the cache.
 
-A method fitted on mean vectors whose output has more dimensions than ``D`` or than there are
-train samples is skipped with a warning (the reference skips ``pca_64`` for ``D < 64``).
+A method the registry calls infeasible for the split (:func:`geoemb.pooling.infeasible_reason`:
+``pca_<k>`` with ``k > D`` or ``k >`` train samples) is skipped with a warning, as the reference
+skips ``pca_64`` for ``D < 64``.
 Pooled features that overflow to non-finite values are reported with one warning per method; they
 are kept as computed (the probes zero them, as the reference's ``sanitize_features``).
 """
@@ -28,31 +30,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import geoemb.pooling as _pooling
-from geoemb.pooling import ALL_METHODS, TRAINING_FREE, fit_parametric, output_dim, pool, pool_many
+from geoemb.pooling import (
+    ALL_METHODS,
+    METHODS,
+    fit_from_pooled,
+    fit_parametric,
+    infeasible_reason,
+    pool_many,
+    transform_pooled,
+)
 from geoemb.pooling.cache import SplitCache
-from geoemb.utils.registry import Registry
 
-__all__ = ["METHODS", "PoolOptions", "expand_methods", "iter_batches", "method_meta", "pool_split"]
+__all__ = ["PoolOptions", "expand_methods", "iter_batches", "method_meta", "pool_split"]
 
 log = logging.getLogger(__name__)
-
-
-def _registry_shim() -> Registry:
-    """The pooling registry's metadata contract (``kind``, ``fit_on``) until
-    ``geoemb.pooling.METHODS`` exists (issue 11, registry package); deleted then."""
-    reg = Registry("pooling method")
-    for m in TRAINING_FREE:
-        reg.add(m, lambda _m=m, **kw: _m, output_dim=lambda D, _m=m: output_dim(_m, D), kind="free")
-    reg.add("pca_<k>", lambda k: f"pca_{k}", pattern=r"pca_(?P<k>\d+)",
-            output_dim=lambda D, k: k, kind="parametric", fit_on="mean")  # fmt: skip
-    reg.add("bovw_<K>", lambda k: f"bovw_{k}", pattern=r"bovw_(?P<k>\d+)",
-            output_dim=lambda D, k: k, kind="parametric", fit_on="pixels")  # fmt: skip
-    return reg
-
-
-#: The pooling registry (names, ``output_dim``, ``meta["kind"]``, ``meta["fit_on"]``).
-METHODS: Registry = getattr(_pooling, "METHODS", None) or _registry_shim()
 
 
 def method_meta(name: str) -> Mapping[str, Any]:
@@ -120,23 +111,6 @@ def _stream(ds: Dataset, methods: list[str], states: dict, opts: PoolOptions,
     return out, np.concatenate(ys).astype(np.int64)
 
 
-def _vectors(means: np.ndarray) -> torch.Tensor:
-    """(N, D) mean vectors as (N, D, 1, 1) float64 rasters (pooling a 1x1 raster is exact)."""
-    return torch.from_numpy(np.asarray(means, dtype=np.float64))[:, :, None, None]
-
-
-def _skip_reason(method: str, D: int, n_train: int) -> str | None:  # noqa: N803
-    meta = method_meta(method)
-    if meta.get("kind") != "parametric" or meta.get("fit_on") != "mean":
-        return None
-    k = METHODS.output_dim(method, D)
-    if k > D:
-        return f"{k} components > D={D} (as the reference)"
-    if k > n_train:
-        return f"{k} components > {n_train} train samples"
-    return None
-
-
 def pool_split(
     train: Dataset,
     test: Dataset,
@@ -168,7 +142,7 @@ def pool_split(
     out: dict[str, dict[str, np.ndarray]] = {}
     todo: list[str] = []
     for m in methods:
-        reason = _skip_reason(m, D, len(train))
+        reason = infeasible_reason(m, D, len(train))
         if reason is not None:
             log.warning("%s skipped for %s: %s", m, desc, reason)
             continue
@@ -179,30 +153,22 @@ def pool_split(
             todo.append(m)
     if not todo:
         return out
-    groups: dict[str, list[str]] = {"free": [], "mean": [], "pixels": []}
-    for m in todo:
-        meta = method_meta(m)
-        group = "free" if meta.get("kind") == "free" else str(meta.get("fit_on"))
-        if group not in groups:
-            raise ValueError(
-                f"pooling method {m!r}: registry metadata kind={meta.get('kind')!r}, "
-                f"fit_on={meta.get('fit_on')!r}; expected free, or fit_on mean|pixels"
-            )
-        groups[group].append(m)
-    on_mean, on_pixels = groups["mean"], groups["pixels"]
-    first = list(dict.fromkeys(groups["free"] + (["mean"] if on_mean else [])))
+    free = [m for m in todo if method_meta(m)["kind"] == "free"]
+    on_pixels = [m for m in todo if m not in free and method_meta(m)["fit_on"] == "pixels"]
+    on_pooled = {m: str(method_meta(m)["fit_on"]) for m in todo if m not in free + on_pixels}
+    first = list(dict.fromkeys(free + list(on_pooled.values())))
     tr, ytr = _stream(train, first, {}, opts, device, f"{desc}/train") if first else ({}, None)
     states: dict[str, Any] = {}
-    for m in on_mean:
-        states[m] = fit_parametric(m, _vectors(tr["mean"]), seed=opts.seed)
+    for m, src in on_pooled.items():  # pca_<k>: fit on the float64 train mean vectors
+        states[m] = fit_from_pooled(m, torch.from_numpy(tr[src]).double())
     for m in on_pixels:
         batches = ((x, mk) for x, mk, _ in iter_batches(train, opts, device, f"{desc}/fit {m}"))
         states[m] = fit_parametric(m, batches, seed=opts.seed)
     if on_pixels:
         tr_p, ytr = _stream(train, on_pixels, states, opts, device, f"{desc}/train {on_pixels}")
         tr.update(tr_p)
-    for m in on_mean:
-        feats = pool(_vectors(tr["mean"]), m, state=states[m].to("cpu"))
+    for m, src in on_pooled.items():
+        feats = transform_pooled(m, torch.from_numpy(tr[src]).double(), states[m])
         tr[m] = feats.float().numpy()
     te, yte = _stream(test, todo, states, opts, device, f"{desc}/test")
     for m in todo:

@@ -1,5 +1,7 @@
 """Chesapeake RSC figures and files: distance-recall curves, ERF curves, the analysis tables.
 
+(The curve's table form, :func:`geoemb.metrics.rsc.distance_curve_frame`, stays with the metric.)
+
 Every figure has a title, axis ranges fitted to the data (points at 100 % are drawn whole) and,
 for data from the synthetic stand-in, ``(synthetic data)`` in its title. Plain matplotlib/pandas:
 the RSC module's callback (:class:`geoemb.callbacks.RSCDistanceCurve`) and the ``rsc_analysis``
@@ -17,10 +19,11 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from geoemb.metrics.rsc import distance_curve_frame
 from geoemb.reporting.tables import write_table
 from geoemb.utils.io import atomic_path, atomic_write_text
 
-__all__ = ["curve_frame", "distance_curve_figure", "erf_figure", "plot_distance_curves", "plot_erf",
+__all__ = ["distance_curve_figure", "erf_figure", "plot_distance_curves", "plot_erf",
            "synthetic_title", "write_distance_curves", "write_erf"]  # fmt: skip
 
 CURVE_TITLE = "TC-over-road recall vs distance to visible road"
@@ -33,14 +36,6 @@ def synthetic_title(title: str, synthetic: bool) -> str:
 
 def _to_numpy(v: Any) -> np.ndarray:
     return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-
-
-def curve_frame(curve: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
-    """``DistanceBinnedRecall.compute()`` output -> DataFrame (one row per non-empty bin)."""
-    df = pd.DataFrame({k: _to_numpy(v) for k, v in curve.items()})
-    if model is not None:
-        df.insert(0, "model", model)
-    return df
 
 
 def _fitted(lo: float, hi: float, floor: float, ceil: float, pad: float) -> tuple[float, float]:
@@ -109,7 +104,7 @@ def write_distance_curves(
 ) -> tuple[Path, Path, pd.DataFrame]:
     """``<stem>.csv`` (bins of every model) and ``<stem>.png``; returns both paths and the frame."""
     stem = Path(stem)
-    frame = pd.concat([curve_frame(c, n if model_column else None) for n, c in curves.items()],
+    frame = pd.concat([distance_curve_frame(c, n if model_column else None) for n, c in curves.items()],
                       ignore_index=True)  # fmt: skip
     csv = atomic_write_text(stem.with_suffix(".csv"), frame.to_csv(index=False))
     png = plot_distance_curves(curves, stem.with_suffix(".png"), title, synthetic)
