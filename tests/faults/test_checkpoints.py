@@ -304,6 +304,7 @@ def test_trust_flag_reaches_checkpoint_evaluators(tmp_path):
     the RunContext whose ``load_module`` they load with (they hold no trust flag of their own)."""
     import hydra
 
+    from geoemb.run.context import RunContext
     from geoemb.utils.run_logger import RunLogger
 
     for experiment in ("rsc_analysis", "geopool"):
@@ -314,7 +315,7 @@ def test_trust_flag_reaches_checkpoint_evaluators(tmp_path):
             cfg.evaluation, _convert_="partial", **tasks._trust_kwargs(cfg, cfg.evaluation)
         )
         assert not hasattr(evaluator, "trust_checkpoint")
-        ctx = tasks._run_context(cfg, tmp_path / experiment, RunLogger(None))
+        ctx = RunContext.from_config(cfg, tmp_path / experiment, RunLogger(None))
         assert ctx.trust_checkpoint is True
 
 
