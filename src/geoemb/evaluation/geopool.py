@@ -180,6 +180,7 @@ class GeoPoolEvaluator(Evaluator):
     extra_results : more results CSVs (paths/globs), e.g. heads' ``geopool_head_results.csv``.
     heads : PoolingClassifier checkpoints (paths/globs) to evaluate into the same tables.
     progress : progress bars for the pooling passes.
+    **renamed : the ``null`` tombstones of renamed keys (:data:`RENAMED`); a set one is an error.
     """
 
     def __init__(
@@ -255,7 +256,7 @@ class GeoPoolEvaluator(Evaluator):
         """Pool, probe, write ``jobs/*.csv`` and (optionally) the aggregated tables/plot."""
         paths = [p for pat in self.heads for p in sorted(glob.glob(str(pat), recursive=True))
                  or [pat]]  # fmt: skip
-        heads = [(p, load_head(p, ctx)) for p in paths]  # every checkpoint checked first
+        heads = [load_head(p, ctx) for p in paths]  # every checkpoint read and checked first
         root = self.data_root()
         source = self.data_source(root)
         rd = self.results_dir or ctx.shared_dir
@@ -281,7 +282,7 @@ class GeoPoolEvaluator(Evaluator):
                     per_method[m] += rows
             for m, rows in per_method.items():
                 report.write_job(rd, f"{enc}__{m}", rows)
-        head_rows = [evaluate_head(model, ctx.device) for _, model in heads]
+        head_rows = [evaluate_head(model, ctx.device) for model in heads]
         for r in head_rows:
             metrics[f"test/end2end_acc/{r['split_type']}/{r['encoder']}/{r['pool']}"] = r[
                 "accuracy"
