@@ -147,7 +147,11 @@ def test_synthetic_stand_in_holds_the_evaluators_encoders(tmp_path):
     dm = _dm(tmp_path / "real", synthetic=True, synthetic_root=str(tmp_path / "syn"),
              synthetic_kwargs={"n_per_class": 5, "size": 16})  # fmt: skip
     ev = _ev(dm, encoders=["aef", "tessera"], methods=["mean"])
-    assert ev.source.synthetic_kwargs == {"n_per_class": 5, "size": 16, "encoders": ["aef", "tessera"]}
+    assert ev.source.synthetic_kwargs == {
+        "n_per_class": 5,
+        "size": 16,
+        "encoders": ["aef", "tessera"],
+    }
     root = ev.data_root()
     assert (root / "eurosat-aef").is_dir() and (root / "eurosat-tessera").is_dir()
     assert str(root).startswith(str(tmp_path / "syn")) and ev.data_source(root) == "synthetic"

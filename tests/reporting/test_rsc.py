@@ -26,7 +26,9 @@ def test_distance_curve_figure_and_files(tmp_path):
     assert ax.get_title().endswith("test split (synthetic data)")
     lo, hi = ax.get_ylim()
     assert hi > 100.0 and 0.0 < lo < 10.0  # 100 % points whole; range fitted to 10 %..100 %
-    assert ax.get_xlim()[0] > 0 and ax.get_xlim()[1] >= 17.0 * 1.2 - 1e-9  # log x over the bins present
+    assert (
+        ax.get_xlim()[0] > 0 and ax.get_xlim()[1] >= 17.0 * 1.2 - 1e-9
+    )  # log x over the bins present
     assert all(line.get_clip_on() is False for line in ax.lines)
     plt.close(fig)
     csv, png, frame = R.write_distance_curves(curves, tmp_path / "distance_curve", "test split")

@@ -145,9 +145,10 @@ def eurosat_source(dm: Any) -> DataSource:
     if isinstance(getattr(dm, "source", None), DataSource):
         return dm.source
     hp = dm.hparams
+    hint = DOWNLOAD_HINT.split(", or run on the synthetic")[0] + "."  # the source says that
     return DataSource("EuroSAT-Embed", hp["root"], hp["synthetic"], hp["synthetic_root"],
                       dict(hp["synthetic_kwargs"] or {}), generator=generate,
-                      download_hint=DOWNLOAD_HINT)  # fmt: skip
+                      download_hint=hint)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,8 +255,8 @@ class GeoPoolEvaluator(Evaluator):
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Pool, probe, write ``jobs/*.csv`` and (optionally) the aggregated tables/plot."""
-        paths = [p for pat in self.heads for p in sorted(glob.glob(str(pat), recursive=True))
-                 or [pat]]  # fmt: skip
+        paths = list(dict.fromkeys(p for pat in self.heads
+                                   for p in sorted(glob.glob(str(pat), recursive=True)) or [pat]))  # fmt: skip
         heads = [load_head(p, ctx) for p in paths]  # every checkpoint read and checked first
         root = self.data_root()
         source = self.data_source(root)

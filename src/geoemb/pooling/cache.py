@@ -111,7 +111,8 @@ def save_pooled(
 
     ``meta`` goes to a ``.json`` sidecar beside the ``.npz`` together with ``npz_sha256`` (the npz
     keeps exactly the reference keys so reference scripts read it unchanged). Both are written
-    atomically, the sidecar last.
+    atomically, the sidecar last, with the digest of the bytes this call wrote: when two runs write
+    the same entry at once, a sidecar never vouches for the other run's ``.npz``.
     """
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -123,8 +124,9 @@ def save_pooled(
                 x_test=np.asarray(x_test, dtype=np.float32),
                 y_test=np.asarray(y_test, dtype=np.int32),
             )
+        digest = _file_sha256(tmp)  # of the bytes written here, not of whatever is there later
     if meta is not None:
-        side = {**meta, "npz_sha256": _file_sha256(path)}
+        side = {**meta, "npz_sha256": digest}
         atomic_write_text(path.with_suffix(".json"), json.dumps(side, sort_keys=True, indent=1))
     return path
 
