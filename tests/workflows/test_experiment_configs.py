@@ -1,81 +1,71 @@
-"""Experiment files that inherit from a sibling compose exactly as the copies they replaced.
+"""Experiment files that inherit from a sibling compose exactly as the sibling plus what differs.
 
-``experiment_snapshot.json`` holds the composed (unresolved) configs taken before the experiment
-files were rewritten to inherit (``pool_gem/pma/bilinear`` from ``pool_attention``,
-``rsc_segformer_b0/b2`` from ``rsc_unet_r18``). Training experiments must compose identically; the
-evaluator experiments changed only their ``evaluation`` node (new parameter objects, old keys kept
-as ``null`` tombstones) and compose the ``data`` node.
+``pool_gem/pma/bilinear`` inherit from ``pool_attention`` and ``rsc_segformer_b0/b2`` from
+``rsc_unet_r18`` (issue 11: they were near-copies). Each must compose to its parent's config with
+only the intended keys changed — the head/net, ``experiment_name`` and ``tags``. (When the files were
+rewritten, all nine training experiments were also checked against a snapshot of the copies'
+composed configs: identical.) The evaluator experiments keep every old key as a ``null``
+tombstone whose :data:`RENAMED` entry names a key that exists.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
+from geoemb.evaluation import geopool, rsc_analysis
 from tests.helpers import compose_cfg
 
-SNAPSHOT = json.loads((Path(__file__).with_name("experiment_snapshot.json")).read_text())
+CHILDREN = {
+    "pool_gem": ("pool_attention", "model/head=gem", "model.head"),
+    "pool_pma": ("pool_attention", "model/head=pma", "model.head"),
+    "pool_bilinear": ("pool_attention", "model/head=lowrank_bilinear", "model.head"),
+    "rsc_segformer_b0": ("rsc_unet_r18", "model/net=segformer_mit_b0", "model.net"),
+    "rsc_segformer_b2": ("rsc_unet_r18", "model/net=segformer_mit_b2", "model.net"),
+}
 
 
-def _compose(key: str) -> dict:
-    root, name = key.split(":")
-    cfg = compose_cfg(root, [f"experiment={name}"], Path("/T"), Path("/D"))
+def _compose(root: str, overrides: list[str]) -> dict:
+    cfg = compose_cfg(root, overrides, Path("/T"), Path("/D"))
     return OmegaConf.to_container(cfg, resolve=False)
 
 
-@pytest.mark.parametrize("key", sorted(k for k in SNAPSHOT if k.startswith("train:")))
-def test_training_experiments_compose_as_before(key):
-    assert _compose(key) == SNAPSHOT[key]
+@pytest.mark.parametrize("child", sorted(CHILDREN))
+def test_child_is_its_parent_plus_the_intended_keys(child):
+    parent, override, _ = CHILDREN[child]
+    got = _compose("train", [f"experiment={child}"])
+    want = _compose("train", [f"experiment={parent}", override])
+    part = override.split("=")[1]
+    assert got["tags"] == want["tags"][:-1] + [part]  # the last tag names the head/net
+    assert got["experiment_name"] == child and want["experiment_name"] == parent
+    for k in ("tags", "experiment_name"):
+        got.pop(k), want.pop(k)
+    assert got == want
 
 
 def test_inheriting_files_set_only_what_differs():
     conf = Path(__file__).resolve().parents[2] / "conf" / "experiment"
-    for name, parent in (("pool_gem", "pool_attention"), ("pool_pma", "pool_attention"),
-                         ("pool_bilinear", "pool_attention"), ("rsc_segformer_b0", "rsc_unet_r18"),
-                         ("rsc_segformer_b2", "rsc_unet_r18")):  # fmt: skip
+    for name, (parent, _, _) in CHILDREN.items():
         lines = [ln for ln in (conf / f"{name}.yaml").read_text().splitlines()
                  if not ln.lstrip().startswith("#")]  # fmt: skip
         assert f"  - {parent}" in lines, name
         assert not any(ln.startswith(("trainer:", "monitor", "model:", "data:")) for ln in lines)
 
 
-# (old evaluation key, new location) — the tombstone stays null, the value moved
-MOVED = {
-    "eval:geopool": {"knn_k": "probe.knn_k", "Cs": "probe.Cs", "cv": "probe.cv",
-                     "root": "data.root", "synthetic_root": "data.synthetic_root",
-                     "synthetic_kwargs": "data.synthetic_kwargs", "values": "data.values",
-                     "batch_size": "data.batch_size", "num_workers": "data.num_workers"},
-    "eval:rsc_analysis": {"erf_images": "erf.images", "erf_per_class": "erf.per_class",
-                          "erf_block": "erf.block", "erf_border": "erf.border",
-                          "erf_percentiles": "erf.percentiles",
-                          "overlap_percentile": "erf.overlap_percentile",
-                          "overlap_multiple": "erf.overlap_multiple",
-                          "trf_input_size": "trf.input_size",
-                          "trf_max_input_size": "trf.max_input_size"},
-}  # fmt: skip
-
-
-def _get(tree: dict, dotted: str):
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
-
-
-@pytest.mark.parametrize("key", ["eval:geopool", "eval:rsc_analysis"])
-def test_evaluator_experiments_changed_only_their_evaluation_and_data(key):
-    new, old = _compose(key), SNAPSHOT[key]
-    assert {k: v for k, v in new.items() if k not in ("evaluation", "data")} == {
-        k: v for k, v in old.items() if k not in ("evaluation", "data")
-    }
-    ev_new, ev_old = new["evaluation"], old["evaluation"]
-    for k, where in MOVED[key].items():
-        assert ev_new[k] is None, k  # tombstone
-        holder = new if where.startswith("data.") else ev_new
-        assert _get(holder, where) == ev_old[k], (k, where)
-    untouched = set(ev_old) - set(MOVED[key]) - {"device", "seed", "synthetic", "linear",
-                                                   "linear_C", "cache", "cache_dir", "trust_cache",
-                                                   "data", "trf"}  # fmt: skip
-    assert {k: ev_new[k] for k in untouched} == {k: ev_old[k] for k in untouched}
+@pytest.mark.parametrize("name, module", [("geopool", geopool), ("rsc_analysis", rsc_analysis)])
+def test_evaluator_tombstones_name_existing_keys(name, module):
+    cfg = _compose("eval", [f"experiment={name}"])
+    ev = cfg["evaluation"]
+    for old, new in module.RENAMED.items():
+        if old in ev:
+            assert ev[old] is None, old  # a tombstone never carries a value
+        target = new.split("=")[0].split(" ")[0]
+        if target.startswith("evaluation."):
+            node = cfg
+            for p in target.split("."):
+                assert p in node, (old, target)
+                node = node[p]
+        elif target.startswith("data.") and name == "geopool":
+            assert target.split(".")[1] in cfg["data"], (old, target)
