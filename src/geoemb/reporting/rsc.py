@@ -80,7 +80,8 @@ def distance_curve_figure(
     ax.set_xscale("log")
     if xs:
         ax.set_xlim(max(min(x for x in xs if x > 0) / 1.4, 0.5), max(xs) * 1.2)
-        ax.set_ylim(*_fitted(min(ys), max(ys), -2.0, 102.0, 4.0))
+        lo, hi = _fitted(min(ys), max(ys), -2.0, 102.0, 4.0)
+        ax.set_ylim(min(lo, max(-2.0, hi - 25.0)), hi)  # at least 25 pp: small gaps stay small
     else:
         ax.text(0.5, 0.5, "no canopy-over-road pixels", ha="center", transform=ax.transAxes)
     ax.set_xlabel("L1 distance to nearest visible road pixel (px)")
