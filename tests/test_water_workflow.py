@@ -311,7 +311,5 @@ def test_resume_reattaches_wandb_run(tmp_path, data_dir, monkeypatch):
     assert resumed["geoemb"]["wandb_id"] == run_id
     assert (
         resumed["hyper_parameters"]["preprocess"]
-        == torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"][
-            "preprocess"
-        ]
+        == torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["preprocess"]
     )

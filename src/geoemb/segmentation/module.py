@@ -20,9 +20,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from geoemb.metrics.water import PerBatchMeanIoU, PerBatchMeanOA
-from geoemb.segmentation.models import build_net
 from geoemb.parts import build_optimization, instantiate_part
 from geoemb.parts import plain as _plain
+from geoemb.segmentation.models import build_net
 
 
 class SegmentationModule(LightningModule):
