@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,13 @@ def wandb_mode() -> str:
 
 
 def finish_wandb() -> None:
-    """Close any active W&B run (needed between Hydra multirun jobs)."""
-    try:
-        import wandb
-    except ImportError:  # pragma: no cover
-        return
-    if wandb.run is not None:
+    """Close any active W&B run (needed between Hydra multirun jobs).
+
+    A run can only exist if ``wandb`` was imported: a process that never did is not made to
+    import it (seconds) just to find out.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
 
 
@@ -80,7 +82,8 @@ def instantiate_loggers(
     for _key, lg in (cfg or {}).items():
         if not (isinstance(lg, DictConfig) and "_target_" in lg):
             continue
-        if "Wandb" in str(lg._target_):
+        is_wandb = "Wandb" in str(lg._target_)
+        if is_wandb:
             if mode == "disabled":
                 log.debug("WANDB_MODE=disabled: W&B logger skipped")
                 continue
@@ -92,5 +95,28 @@ def instantiate_loggers(
                 if wandb_id and not lg.get("id"):
                     lg.id = wandb_id
                     lg.resume = "allow"
-        out.append(hydra.utils.instantiate(lg))
+        logger = hydra.utils.instantiate(lg)
+        if is_wandb:
+            _wandb_init_hygiene(logger)
+        out.append(logger)
     return out
+
+
+def _wandb_init_hygiene(logger: Any) -> None:
+    """Fix the ``wandb.init`` arguments of a Lightning ``WandbLogger`` before its run starts.
+
+    - Lightning always passes ``anonymous=None``; W&B >= 0.19 warns that the setting "has no
+      effect and will be removed" for any value it is given, so an unset one is dropped.
+    - The run's files go to ``save_dir`` (the run directory): a missing one is created, because
+      W&B falls back to the current directory (or a temporary one) when it does not exist.
+    - ``settings`` from the config (``logger.wandb.settings.quiet``) reach W&B as a plain dict.
+    """
+    init = getattr(logger, "_wandb_init", None)
+    if not isinstance(init, dict):  # not Lightning's WandbLogger layout: leave it alone
+        return
+    if init.get("anonymous") is None:
+        init.pop("anonymous", None)
+    if OmegaConf.is_config(init.get("settings")):
+        init["settings"] = OmegaConf.to_container(init["settings"], resolve=True)
+    if init.get("dir"):
+        os.makedirs(init["dir"], exist_ok=True)
