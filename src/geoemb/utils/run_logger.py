@@ -54,6 +54,7 @@ class RunLogger:
             tags=tags,
             mode=mode,
             reinit="finish_previous",
+            settings=wandb.Settings(quiet=True),
         )
         return cls(run)
 
