@@ -6,7 +6,12 @@ Hamming kNN on packed sign codes is :mod:`geoemb.retrieval.knn` (the one Hamming
 compression study (probes, statistics, caches) is :mod:`geoemb.compression.study`.
 """
 
-from geoemb.compression.base import Compressor, InfeasibleConfigError, NotFittedError
+from geoemb.compression.base import (
+    Compressor,
+    ConfigFailedError,
+    InfeasibleConfigError,
+    NotFittedError,
+)
 from geoemb.compression.quantizers import (
     AffineQuantizer,
     BinaryQuantizer,
@@ -49,7 +54,8 @@ from geoemb.compression.rotations import (
 from geoemb.compression.storage import parquet_bytes_per_vector, parquet_nbytes
 
 __all__ = [
-    "BLOG_CONFIGS", "COMPRESSORS", "AffineQuantizer", "BinaryQuantizer", "Compressor", "Float16",
+    "BLOG_CONFIGS", "COMPRESSORS", "AffineQuantizer", "BinaryQuantizer", "Compressor",
+    "ConfigFailedError", "Float16",
     "Float32", "InfeasibleConfigError", "NotFittedError", "PCAReducer", "Pipeline",
     "ProductQuantizer", "RaBitQ", "RandomProjectionReducer", "RandomSubsetSelector", "Reducer",
     "RotateAffine", "RotateSign", "SVDReducer", "TernaryQuantizer", "TopVarianceSelector",
