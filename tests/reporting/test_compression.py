@@ -43,6 +43,6 @@ def test_aggregate_cli_parses_and_reports_missing_rows(tmp_path, capsys):
 
     sub = argparse.ArgumentParser(prog="geoemb compression").add_subparsers(dest="cmd")
     a = build_parser(sub).parse_args([str(tmp_path), "--no-plots"])
-    assert a.results_dir == str(tmp_path) and a.no_plots and a.fn.__name__ == "run"
+    assert a.results_dir == str(tmp_path) and a.no_plots and a.fn.__name__ == "dispatch"
     with pytest.raises(FileNotFoundError, match="no result rows"):
         main(["aggregate", str(tmp_path)])

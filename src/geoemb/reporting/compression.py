@@ -10,7 +10,7 @@ table with their reason. Plots of rows computed on the synthetic stand-in carry 
 "(synthetic data)" title suffix.
 
 CLI: ``python -m geoemb.reporting.compression aggregate <results_dir>`` (the ``geoemb compression
-aggregate`` sub-command: :func:`build_parser` / :func:`run`).
+aggregate`` sub-command: :func:`build_parser` / :func:`dispatch`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from geoemb.utils.io import atomic_path
 from geoemb.utils.run_logger import RunLogger
 
 __all__ = [
-    "ConfigFailedError", "aggregate", "build_parser", "main", "pareto_figure", "pareto_front", "run",
+    "ConfigFailedError", "aggregate", "build_parser", "dispatch", "main", "pareto_figure",
+    "pareto_front",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -342,11 +343,11 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         ap = subparsers.add_parser("aggregate", help=doc, description=doc)
     ap.add_argument("results_dir")
     ap.add_argument("--no-plots", action="store_true")
-    ap.set_defaults(fn=run)
+    ap.set_defaults(fn=dispatch)
     return ap
 
 
-def run(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace) -> int:
     """Run the parsed ``aggregate`` command; print what was written."""
     for k, v in aggregate(args.results_dir, plots=not args.no_plots).items():
         print(f"{k}: {v}")
@@ -355,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m geoemb.reporting.compression aggregate <results_dir> [--no-plots]``."""
-    return run(build_parser().parse_args(argv))
+    return dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
