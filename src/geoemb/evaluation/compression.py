@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from geoemb.compression.registry import BLOG_CONFIGS, resolve
 from geoemb.compression.study import SpectraConfig, StudyConfig, run_study
 from geoemb.data.embedding_table import EmbeddingTableSource, as_list
@@ -25,7 +27,6 @@ from geoemb.evaluation.base import Evaluator
 from geoemb.probes import ProbeConfig
 from geoemb.reporting.compression import aggregate, main
 from geoemb.run.context import RunContext
-from geoemb.run.device import resolve_device
 from geoemb.utils.io import atomic_write_text
 
 __all__ = ["RENAMED", "CompressionEvaluator", "main"]
@@ -79,7 +80,8 @@ class CompressionEvaluator(Evaluator):
     aggregate, plots : bool
         Rebuild tables (and plots) after this job.
     device : str, optional
-        Probes' torch device; ``null`` = the run's device (``cpu`` is bit-identical to sklearn).
+        Probes' torch device; ``null``/``auto`` = the run's device (``cpu`` is bit-identical to
+        sklearn's kNN).
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class CompressionEvaluator(Evaluator):
             aggregate(results_dir, results_dir, ctx.logger, self.plots)
             return {}
         tables = self.data.load()  # every encoder read and validated before any work
-        device = ctx.device if self.device is None else resolve_device(self.device)
+        device = ctx.device if self.device in (None, "auto") else torch.device(self.device)
         study = replace(self.study, probe=replace(self.study.probe, seed=ctx.seed),
                         device=str(device), pooling=self.data.pooling, split=self.data.split)  # fmt: skip
         outcome = run_study(tables, self.configs, study, results_dir, self.data.class_names,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from geoemb.data.embedding_corpus import EmbeddingCorpusSource
 from geoemb.errors import InputError
@@ -22,7 +23,6 @@ from geoemb.reporting.retrieval import write_report
 from geoemb.retrieval.search import BACKENDS
 from geoemb.retrieval.study import GT_METRICS, check_method, qps_table, recall_table
 from geoemb.run.context import RunContext
-from geoemb.run.device import resolve_device
 from geoemb.utils.io import atomic_write_text
 
 __all__ = ["RENAMED", "RetrievalEvaluator"]
@@ -68,7 +68,7 @@ class RetrievalEvaluator(Evaluator):
     n_queries : int
         Queries drawn from the corpus.
     device : str, optional
-        Torch device of GT, float and dequantized search; ``null`` = the run's device.
+        Torch device of GT, float and dequantized search; ``null``/``auto`` = the run's device.
     """
 
     def __init__(
@@ -115,7 +115,7 @@ class RetrievalEvaluator(Evaluator):
         if len(x) <= max(self.ks):
             raise InputError(f"{self.data.describe()}: {len(x)} rows, recall@{max(self.ks)} "
                              f"needs more than {max(self.ks)}")  # fmt: skip
-        device = str(ctx.device if self.device is None else resolve_device(self.device))
+        device = str(ctx.device if self.device in (None, "auto") else torch.device(self.device))
         rng = np.random.default_rng(ctx.seed + 1)
         qids = np.sort(rng.choice(len(x), size=min(self.n_queries, len(x)), replace=False))
         rec = recall_table(x, qids, self.methods, self.ks, self.metrics, m=self.m, device=device)
