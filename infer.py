@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from geoemb import tasks
+from geoemb.run import resolvers  # noqa: F401  (registers ${geoemb.run_id:} before @hydra.main)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")

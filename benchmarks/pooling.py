@@ -13,14 +13,16 @@ partial_fit pass vs geoemb).
 
 Usage::
 
-    python benchmarks/pooling.py            # N=512 per D, CPU
-    python benchmarks/pooling.py --quick    # N=64
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/pooling.py   # N=512 per D, CPU
+    python benchmarks/pooling.py --quick    # N=64, one run
     python benchmarks/pooling.py --device cuda --n 4000
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 
 import numpy as np
@@ -52,8 +54,7 @@ def ref_pool(x: np.ndarray, method: str, pca=None, centroids=None) -> np.ndarray
         m = np.mean(np.sign(x) * np.abs(x) ** 3, axis=(1, 2))
         out = np.sign(m) * np.abs(m) ** (1.0 / 3.0)
     elif method == "center_weighted_mean":
-        wt = _np_weights(h, w)
-        out = (x * wt[None, :, :, None]).sum(axis=(1, 2))
+        out = np.einsum("hw,nhwd->nd", _np_weights(h, w), x)  # geopool's call
     elif method == "mean_std":
         out = np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], -1)
     elif method == "mean_max":
@@ -104,7 +105,8 @@ def _sync(dev: torch.device) -> None:
 
 
 def timeit(fn, dev: torch.device | None = None, repeat: int = 1) -> tuple[float, object]:
-    best, out = float("inf"), None
+    """Median wall time of ``repeat`` calls (device synchronised) and the last result."""
+    times, out = [], None
     for _ in range(repeat):
         if dev is not None:
             _sync(dev)
@@ -112,8 +114,19 @@ def timeit(fn, dev: torch.device | None = None, repeat: int = 1) -> tuple[float,
         out = fn()
         if dev is not None:
             _sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def timeit_pair(fn_a, fn_b, dev: torch.device, repeat: int) -> tuple[float, object, float, object]:
+    """Median times of two callables run alternately ``repeat`` times (load drifts hit both)."""
+    ta, tb, out_a, out_b = [], [], None, None
+    for _ in range(repeat):
+        t, out_a = timeit(fn_a, None, 1)
+        ta.append(t)
+        t, out_b = timeit(fn_b, dev, 1)
+        tb.append(t)
+    return statistics.median(ta), out_a, statistics.median(tb), out_b
 
 
 def run_dim(args, d: int, dev: torch.device) -> list[tuple[str, float, float]]:
@@ -135,6 +148,7 @@ def run_dim(args, d: int, dev: torch.device) -> list[tuple[str, float, float]]:
         f"\n## D={d}: N={n} patches of {h}x{w}x{d} float32 ({x.numel() * 4 / 2**30:.2f} GiB), "
         f"device={dev}, torch threads={torch.get_num_threads()}"
     )
+    pool_many(x[:2], ALL_METHODS, states=states)  # warm-up (JIT caches, allocator)
     t_floor, _ = timeit(lambda: x.sum(), dev, args.repeat)
     rows = []
     print(
@@ -142,12 +156,12 @@ def run_dim(args, d: int, dev: torch.device) -> list[tuple[str, float, float]]:
     )
     tot_ref = tot_geo = 0.0
     for m in ALL_METHODS:
-        t_ref, ref = timeit(
+        t_ref, ref, t_geo, got = timeit_pair(
             lambda m=m: ref_pool_chunked(xn, m, args.ref_chunk, pca=pca_np, centroids=cen_np),
-            None,
-            1,
+            lambda m=m: pool(x, m, state=states.get(m)),
+            dev,
+            args.repeat,
         )
-        t_geo, got = timeit(lambda m=m: pool(x, m, state=states.get(m)), dev, args.repeat)
         got = got.cpu().numpy()
         assert got.shape == ref.shape == (n, output_dim(m, d)), (m, got.shape, ref.shape)
         err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12)
@@ -158,7 +172,7 @@ def run_dim(args, d: int, dev: torch.device) -> list[tuple[str, float, float]]:
             f"{m:<22}{output_dim(m, d):>7}{t_ref:>13.3f}{t_geo:>11.3f}{t_ref / t_geo:>8.1f}x"
             f"{err:>13.1e}"
         )
-    t_all, _ = timeit(lambda: pool_many(x, ALL_METHODS, states=states), dev, args.repeat)
+    t_all, _ = timeit(lambda: pool_many(x, ALL_METHODS, states=states), dev, max(args.repeat, 3))
     print(
         f"{'sum of 13 (per method)':<29}{tot_ref:>13.3f}{tot_geo:>11.3f}{tot_ref / tot_geo:>8.1f}x"
     )
@@ -205,14 +219,18 @@ def main() -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--size", type=int, default=64, help="patch height = width")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeat", type=int, default=1, help="best of R for geoemb timings")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="median of R alternating runs per side and method"
+    )
     ap.add_argument("--ref-chunk", type=int, default=128, help="patches per numpy call")
-    ap.add_argument("--threads", type=int, default=None, help="torch + BLAS threads")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch + numpy/BLAS threads (default 1: both sides)"
+    )
     ap.add_argument("--fit", action="store_true", help="also time the parametric fits")
     ap.add_argument("--quick", action="store_true", help="N=64")
     args = ap.parse_args()
     if args.quick:
-        args.n = 64
+        args.n, args.repeat = 64, 1
     if args.threads:
         torch.set_num_threads(args.threads)
         try:
@@ -221,6 +239,12 @@ def main() -> None:
             threadpool_limits(args.threads)
         except ImportError:  # pragma: no cover
             pass
+    print(
+        f"threads: torch {torch.get_num_threads()}, BLAS/OpenMP limited to {args.threads} "
+        f"(threadpoolctl; env OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}); median of "
+        f"{args.repeat} alternating runs per side"
+    )
     dev = torch.device(args.device)
     summary = []
     for d in args.dims:

@@ -84,4 +84,7 @@ def test_hparams_search_composes(tmp_path):
 
 def test_run_dir_pattern():
     text = (CONF_DIR / "hydra" / "default.yaml").read_text()
-    assert "${paths.log_dir}/${task_name}/${experiment_name}/${now:%Y-%m-%d_%H-%M-%S}" in text
+    assert "dir: ${geoemb.run_dir:${paths.log_dir}/${task_name}/${experiment_name}}" in text
+    assert (
+        "dir: ${geoemb.run_dir:${paths.log_dir}/${task_name}/${experiment_name}/multiruns}" in text
+    )

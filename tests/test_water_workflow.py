@@ -120,7 +120,7 @@ def test_round_trip_beats_chance(trained, data_dir, tmp_path):
 def test_resume_from_last_ckpt(trained, tmp_path, data_dir):
     tmp, _ = trained
     last = tmp / "run" / "checkpoints" / "last.ckpt"
-    before = torch.load(last, map_location="cpu", weights_only=False)
+    before = torch.load(last, map_location="cpu", weights_only=True)
     cfg = compose_cfg(
         "train",
         [*FAST, "trainer.max_epochs=4", f"ckpt_path={last}", "test=false"],
@@ -129,7 +129,7 @@ def test_resume_from_last_ckpt(trained, tmp_path, data_dir):
     )
     tasks.train(cfg)
     after = torch.load(
-        tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
     assert before["epoch"] == 2 and after["epoch"] == 3, "resumed run continues at epoch 4 of 4"
     steps_per_epoch = before["global_step"] // 3
@@ -140,7 +140,7 @@ def test_checkpoint_alone_rebuilds_model(trained):
     tmp, _ = trained
     last = tmp / "run" / "checkpoints" / "last.ckpt"
     model = SegmentationModule.load_from_checkpoint(last, map_location="cpu").eval()
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert "state_dict" in ckpt and ckpt["geoemb"]["module_class"].endswith("SegmentationModule")
     assert not any(isinstance(v, torch.nn.Module) for v in ckpt["hyper_parameters"].values())
     pre = ckpt["hyper_parameters"]["preprocess"]
@@ -296,7 +296,7 @@ def test_resume_reattaches_wandb_run(tmp_path, data_dir, monkeypatch):
     )
     tasks.train(first)
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
-    run_id = torch.load(last, map_location="cpu", weights_only=False)["geoemb"]["wandb_id"]
+    run_id = torch.load(last, map_location="cpu", weights_only=True)["geoemb"]["wandb_id"]
     assert run_id
     second = compose_cfg(
         "train",
@@ -306,12 +306,12 @@ def test_resume_reattaches_wandb_run(tmp_path, data_dir, monkeypatch):
     )
     tasks.train(second)
     resumed = torch.load(
-        tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
     assert resumed["geoemb"]["wandb_id"] == run_id
     assert (
         resumed["hyper_parameters"]["preprocess"]
-        == torch.load(last, map_location="cpu", weights_only=False)["hyper_parameters"][
+        == torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"][
             "preprocess"
         ]
     )

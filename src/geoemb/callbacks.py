@@ -146,3 +146,147 @@ class RunMetadata(Callback):
                 None,
             ),
         }
+
+
+# ----------------------------------------------------------------------------- resume state
+def collect_rng_states() -> dict[str, Any]:
+    """Python, numpy and torch (CPU + every initialised CUDA device) RNG states as plain data.
+
+    Plain containers and tensors only (numpy's key array becomes an int64 tensor), so a checkpoint
+    holding them still loads with ``torch.load(weights_only=True)``.
+    """
+    import random
+
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": [int(version), [int(v) for v in internal], gauss],
+        "numpy": {
+            "bit_generator": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["torch.cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`collect_rng_states` returned."""
+    import random
+
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    if "numpy" in states:
+        s = states["numpy"]
+        keys = np.asarray(torch.as_tensor(s["keys"]).numpy(), dtype=np.uint32)
+        np.random.set_state(
+            (
+                s["bit_generator"],
+                keys,
+                int(s["pos"]),
+                int(s["has_gauss"]),
+                float(s["cached_gaussian"]),
+            )
+        )
+    if "torch" in states:
+        torch.set_rng_state(torch.as_tensor(states["torch"], dtype=torch.uint8).cpu())
+    cuda = states.get("torch.cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in cuda])
+
+
+class ResumeState(Callback):
+    """What a resumed run needs beyond Lightning's own state to equal the uninterrupted run.
+
+    - The global RNG states (python, numpy, torch CPU/CUDA) are saved in every checkpoint and
+      restored when Lightning restores the callbacks (before its RNG-isolated sanity check and
+      before the first resumed epoch's loader draws its seeds). Plain shuffled DataLoaders and
+      dropout draw from torch's global RNG, so this also restores their sampling.
+    - ``ReduceLROnPlateau``: a checkpoint written at the end of an epoch (``ModelCheckpoint`` saves
+      in ``on_train_epoch_end``) precedes that epoch's plateau step, and Lightning skips the step
+      on resume (the monitored value is not in its checkpoint). The value is stored here and the
+      step is replayed, so the LR schedule continues as uninterrupted.
+    - ``ModelCheckpoint`` state written in another run directory (a resumed run gets a new one)
+      is re-targeted to this run's ``dirpath``: Lightning would otherwise drop the best score and
+      top-k list, and the first resumed epoch would become the "best" checkpoint whatever its
+      score. Old files stay where they are (Lightning never deletes outside its ``dirpath``).
+
+    Single-process guarantee: with several ranks only rank 0's RNG states are in the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+        self._trainer: Trainer | None = None
+        self.restored = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def _plateau_state(self) -> dict[str, Any]:
+        trainer = self._trainer
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_progress.total
+        values = []
+        for i, config in enumerate(trainer.lr_scheduler_configs):
+            if config.reduce_on_plateau and config.interval == "epoch":
+                v = trainer.callback_metrics.get(config.monitor)
+                values.append({"index": i, "value": None if v is None else float(v)})
+        return {
+            "epoch": int(trainer.current_epoch),
+            "epoch_end_pending": progress.processed == progress.completed + 1,
+            "values": values,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": collect_rng_states(), "plateau": self._plateau_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning calls this before the (RNG-isolated) sanity check and before the first resumed
+        # epoch's train iterator draws its seeds (in ``fit_loop.setup_data``): the RNG must be
+        # back to its checkpointed state by then. The plateau step waits for ``on_train_start``
+        # (the scheduler state is restored after the callbacks).
+        self._pending = dict(state_dict)
+        if state_dict.get("rng") is not None:
+            set_rng_states(state_dict["rng"])
+            self.restored = True
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        states = checkpoint.get("callbacks") or {}
+        for cb in trainer.checkpoint_callbacks:
+            if not isinstance(cb, ModelCheckpoint) or cb.dirpath is None:
+                continue
+            state = states.get(cb.state_key)
+            if isinstance(state, dict) and state.get("dirpath") not in (None, cb.dirpath):
+                state["dirpath"] = cb.dirpath
+        if self.state_key not in states:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the checkpoint has no RNG state (written before geoemb stored it): the resumed "
+                "run may differ from an uninterrupted one"
+            )
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        plateau = pending.get("plateau") or {}
+        if plateau.get("epoch_end_pending"):
+            configs = trainer.lr_scheduler_configs
+            for item in plateau.get("values", []):
+                config = configs[item["index"]] if item["index"] < len(configs) else None
+                if config is None or not config.reduce_on_plateau or item["value"] is None:
+                    continue
+                if (int(plateau["epoch"]) + 1) % config.frequency == 0:
+                    pl_module.lr_scheduler_step(config.scheduler, torch.tensor(item["value"]))

@@ -2,201 +2,94 @@
 
 These are the only functions that read whole configs. Each returns a dict of metrics (or output
 info) so Hydra sweepers (Optuna) and notebooks can use them directly. Entry points
-(``train.py``, ``evaluate.py``, ``infer.py``) are thin ``@hydra.main`` wrappers.
+(``train.py``, ``evaluate.py``, ``infer.py``) are thin ``@hydra.main`` wrappers. What surrounds a
+task (seeding, run directory, failure log, W&B, checkpoints, resume, the evaluators' context) lives
+in :mod:`geoemb.run`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import random
-from collections.abc import Callable
-from pathlib import Path
+import time
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from geoemb.errors import InputError
+from geoemb.run.context import RunContext
+from geoemb.run.device import resolve_device
+from geoemb.run.instantiate import instantiate_callbacks, instantiate_loggers, run_name
+from geoemb.run.task import (
+    data_tags,
+    output_dir,
+    save_resolved_config,
+    scalar_metrics,
+    seed_all,
+    sweep_value,
+    task_wrapper,
+)
+from geoemb.utils.run_logger import RunLogger
+
 log = logging.getLogger(__name__)
 
-
-# --------------------------------------------------------------------------- helpers
-def seed_all(seed: int) -> None:
-    """Seed Python ``random``, numpy and torch (all devices) and dataloader workers."""
-    from lightning import seed_everything
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    seed_everything(seed, workers=True, verbose=False)
-
-
-def wandb_mode() -> str:
-    """W&B mode: ``WANDB_MODE`` if set, else offline (never online by default)."""
-    return os.environ.get("WANDB_MODE", "offline")
-
-
-def finish_wandb() -> None:
-    """Close any active W&B run (needed between Hydra multirun jobs)."""
-    try:
-        import wandb
-    except ImportError:  # pragma: no cover
-        return
-    if wandb.run is not None:
-        wandb.finish()
-
-
-def task_wrapper(fn: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
-    """Run a task and always finish W&B afterwards (also when it raises)."""
-
-    @functools.wraps(fn)
-    def wrapped(cfg: DictConfig) -> dict:
-        try:
-            return fn(cfg)
-        finally:
-            finish_wandb()
-
-    return wrapped
-
-
-def run_name(cfg: DictConfig) -> str:
-    """``<experiment_name>`` plus the sweep overrides in a multirun (``lr=0.001,batch_size=8``)."""
-    name = str(cfg.get("experiment_name") or "default")
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        hc = HydraConfig.get()
-        if hc.mode is not None and hc.mode.name == "MULTIRUN" and hc.job.override_dirname:
-            name = f"{name}/{hc.job.override_dirname}"
-    except (ValueError, AttributeError):
-        pass
-    return name
-
-
-def sweep_value(cfg: DictConfig, metrics: Any) -> float | None:
-    """The value a Hydra sweeper (Optuna) optimises: ``metrics[cfg.optimized_metric]`` if present."""
-    metric = cfg.get("optimized_metric")
-    if metric and isinstance(metrics, dict) and metric in metrics:
-        return float(metrics[metric])
-    return None
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run directory (``paths.output_dir``), created if needed."""
-    path = Path(cfg.paths.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save_resolved_config(cfg: DictConfig, path: Path) -> None:
-    """Write the fully resolved config (``config.yaml`` in the run dir)."""
-    from geoemb.utils.io import atomic_write_text
-
-    atomic_write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool = True) -> list:
-    """Instantiate every ``_target_`` entry of the ``callbacks`` group (``null`` entries skipped).
-
-    Without any logger (``logger=none``, ``debug=fdr``) the LR monitor is dropped: Lightning
-    refuses it then.
-    """
-    out = []
-    for _, cb in (cfg or {}).items():
-        if isinstance(cb, DictConfig) and "_target_" in cb:
-            if not has_logger and cb._target_.endswith("LearningRateMonitor"):
-                continue
-            out.append(hydra.utils.instantiate(cb))
-    return out
-
-
-def _resume_info(ckpt_path: str | None) -> dict[str, Any]:
-    """Preprocessing config and W&B run id stored in the checkpoint a run resumes from."""
-    if not ckpt_path or not Path(ckpt_path).is_file():
-        return {}
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    return {
-        "preprocess": (ckpt.get("hyper_parameters") or {}).get("preprocess"),
-        "wandb_id": (ckpt.get("geoemb") or {}).get("wandb_id"),
-    }
-
-
-def instantiate_loggers(
-    cfg: DictConfig | None, name: str, tags: list[str], wandb_id: str | None = None
-) -> list:
-    """Instantiate loggers; W&B is offline unless ``WANDB_MODE=online`` and dropped if disabled.
-
-    ``wandb_id`` (from a checkpoint being resumed) re-attaches the W&B run unless
-    ``logger.wandb.id`` is set explicitly.
-    """
-    out = []
-    mode = wandb_mode()
-    for _key, lg in (cfg or {}).items():
-        if not (isinstance(lg, DictConfig) and "_target_" in lg):
-            continue
-        if "Wandb" in str(lg._target_):
-            if mode == "disabled":
-                log.info("WANDB_MODE=disabled: W&B logger skipped")
-                continue
-            lg = lg.copy()
-            with open_dict(lg):
-                lg.offline = mode != "online"
-                lg.name = lg.get("name") or name
-                lg.tags = list(dict.fromkeys(list(lg.get("tags") or []) + tags))
-                if wandb_id and not lg.get("id"):
-                    lg.id = wandb_id
-                    lg.resume = "allow"
-        out.append(hydra.utils.instantiate(lg))
-    return out
-
-
-def _data_tags(cfg: DictConfig) -> list[str]:
-    tags = [str(t) for t in (cfg.get("tags") or [])]
-    if cfg.get("data") is not None and cfg.data.get("synthetic", False):
-        tags.append("data_source=synthetic")
-    return tags
-
-
-def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            out[k] = float(v)
-        elif isinstance(v, int | float):
-            out[k] = float(v)
-    return out
+__all__ = ["evaluate", "infer", "sweep_value", "train"]
 
 
 # --------------------------------------------------------------------------- train
+def _check_ignore_index(cfg: DictConfig) -> None:
+    """``data.fill_ignore_index`` labels pixels the model must ignore: the two must agree."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if data is None or model is None:
+        return
+    fill = data.get("fill_ignore_index")
+    if fill is not None and "ignore_index" in model and model.get("ignore_index") != fill:
+        raise InputError(
+            f"data.fill_ignore_index={fill} labels invalid pixels (warp fill, NaN/inf) with {fill}, "
+            f"but model.ignore_index={model.get('ignore_index')}: the loss would train on them as a "
+            f"class. Set model.ignore_index={fill} (or data.fill_ignore_index=null)."
+        )
+
+
 @task_wrapper
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data`` (optionally resuming from ``cfg.ckpt_path``), then test.
 
-    Returns the trainer's callback metrics (``train/*``, ``val/*``, ``test/*``) as floats.
+    Resuming reads the checkpoint once through the safe loader (``weights_only=True``, ``_target_``
+    allowlist unless ``trust_checkpoint=true``), takes its model/data/seed config (explicit
+    command-line overrides on top; a result-affecting difference is refused, see
+    :mod:`geoemb.run.resume`) and restores RNG and sampler state, so the resumed run ends as the
+    uninterrupted one would. Returns the trainer's callback metrics (``train/*``, ``val/*``,
+    ``test/*``) as floats.
     """
     from lightning import Trainer
 
-    from geoemb.callbacks import RunMetadata
+    from geoemb.callbacks import ResumeState, RunMetadata
+    from geoemb.run.checkpoints import ensure_last_epoch_checkpoint, install_safe_io
+    from geoemb.run.resume import prepare_resume
 
+    cfg, resume_ckpt = prepare_resume(cfg)
+    _check_ignore_index(cfg)
+    trust = bool(cfg.get("trust_checkpoint", False))
     seed_all(int(cfg.seed))
     out = output_dir(cfg)
     save_resolved_config(cfg, out)
-    tags = _data_tags(cfg)
+    tags = data_tags(cfg)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()  # missing data is one clear error before any logger/W&B run starts
 
     model_cfg = cfg.model.copy()
-    resume_meta = _resume_info(cfg.get("ckpt_path"))
+    resume_hp = (resume_ckpt or {}).get("hyper_parameters") or {}
+    resume_meta = (resume_ckpt or {}).get("geoemb") or {}
     if "preprocess" in model_cfg and model_cfg.preprocess is None:
-        if resume_meta.get("preprocess") is not None:
+        if resume_hp.get("preprocess") is not None:
             # resuming: keep exactly the preprocessing (normalization stats) the run started with
             with open_dict(model_cfg):
-                model_cfg.preprocess = resume_meta["preprocess"]
+                model_cfg.preprocess = resume_hp["preprocess"]
         elif hasattr(datamodule, "preprocess_config"):
-            datamodule.prepare_data()
             with open_dict(model_cfg):
                 model_cfg.preprocess = datamodule.preprocess_config()
     log.info("Instantiating model <%s>", model_cfg._target_)
@@ -207,10 +100,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.get("logger"), run_name(cfg), tags, wandb_id=resume_meta.get("wandb_id")
     )
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks.append(RunMetadata(resolved))
+    callbacks = ensure_last_epoch_checkpoint(callbacks) + [RunMetadata(resolved), ResumeState()]
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    safe_io = install_safe_io(trainer, trust_checkpoint=trust)
+    if resume_ckpt is not None:
+        safe_io.preload(cfg.ckpt_path, resume_ckpt)  # Lightning reuses it: one read of the file
+        del resume_ckpt, resume_hp
     for lg in loggers:
         lg.log_hyperparams(
             {
@@ -221,9 +118,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         trainer.fit(
-            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False
+            model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
         )
-    metrics = _scalar_metrics(trainer.callback_metrics)
+    metrics = scalar_metrics(trainer.callback_metrics)
 
     if cfg.get("test", False):
         ckpt = None
@@ -234,62 +131,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt = cfg.ckpt_path
         if ckpt is None:
             log.warning("no best checkpoint found: testing the current weights")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
-        metrics.update(_scalar_metrics(trainer.callback_metrics))
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
     log.info("metrics: %s", metrics)
     return metrics
 
 
-# --------------------------------------------------------------------------- checkpoints
-def load_checkpoint_meta(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """Read the ``geoemb`` metadata block of a checkpoint (module class, data config, config)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt.get("geoemb")
-    if meta is None:
-        raise ValueError(
-            f"{path} has no 'geoemb' metadata block: it was not written by geoemb's train task "
-            "(RunMetadata callback); pass model=... and data=... explicitly"
-        )
-    return meta
-
-
-def load_module(ckpt_path: str | os.PathLike, map_location: str = "cpu"):
-    """Rebuild the LightningModule stored in ``ckpt_path`` (no other arguments needed)."""
-    meta = load_checkpoint_meta(ckpt_path)
-    cls = hydra.utils.get_class(meta["module_class"])
-    return cls.load_from_checkpoint(str(ckpt_path), map_location=map_location, weights_only=False)
-
-
-def _run_context(cfg: DictConfig, out: Path, logger: Any):
-    """The :class:`~geoemb.run.context.RunContext` handed to evaluators (built from Hydra once)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from geoemb.run.context import RunContext
-
-    shared, multirun, job = None, False, None
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-        if multirun:
-            shared, job = Path(hc.sweep.dir), hc.job.get("num")
-    data = cfg.get("data")
-    return RunContext(
-        output_dir=out,
-        shared_dir=shared,
-        logger=logger,
-        seed=int(cfg.seed),
-        device=str(cfg.get("device") or "auto"),
-        trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
-        is_multirun=multirun,
-        job_num=job,
-        data_source="synthetic" if data is not None and data.get("synthetic", False) else "real",
-    )
-
-
 # --------------------------------------------------------------------------- evaluate
+def _trust_kwargs(cfg: DictConfig, node: DictConfig) -> dict[str, bool]:
+    """``{"trust_checkpoint": ...}`` for an evaluator that reads checkpoints (takes the argument)."""
+    import inspect
+
+    if "trust_checkpoint" in node:
+        return {}
+    try:
+        params = inspect.signature(hydra.utils.get_class(str(node._target_))).parameters
+    except Exception:  # noqa: BLE001 - let instantiate report a bad target
+        return {}
+    if "trust_checkpoint" in params:
+        return {"trust_checkpoint": bool(cfg.get("trust_checkpoint", False))}
+    return {}
+
+
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run ``cfg.evaluation`` (an :class:`~geoemb.evaluation.base.Evaluator`), or test a checkpoint.
@@ -297,15 +160,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     With ``ckpt_path`` and no evaluator, the model and the data config are rebuilt from the
     checkpoint; ``data.*`` overrides given on the command line are merged on top.
     """
-    from geoemb.utils.run_logger import RunLogger
-
     seed_all(int(cfg.seed))
     out = output_dir(cfg)
     save_resolved_config(cfg, out)
-    tags = _data_tags(cfg)
+    tags = data_tags(cfg)
 
     if cfg.get("evaluation") is not None:
-        evaluator = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
+        evaluator = hydra.utils.instantiate(
+            cfg.evaluation, _convert_="partial", **_trust_kwargs(cfg, cfg.evaluation)
+        )
         wb = cfg.get("logger") or {}
         wb_cfg = wb.get("wandb") if isinstance(wb, DictConfig) else None
         logger = RunLogger.create(
@@ -321,7 +184,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             import inspect
 
             if "ctx" in inspect.signature(evaluator.run).parameters:  # new protocol (issue 11)
-                metrics = evaluator.run(_run_context(cfg, out, logger))
+                metrics = evaluator.run(RunContext.from_config(cfg, out, logger))
             else:  # transitional: evaluators not yet moved to run(ctx)
                 metrics = evaluator.run(output_dir=out, logger=logger)
         finally:
@@ -335,8 +198,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     from lightning import Trainer
 
-    meta = load_checkpoint_meta(cfg.ckpt_path)
-    model = load_module(cfg.ckpt_path)
+    from geoemb.run.checkpoints import install_safe_io, load_checkpoint
+
+    trust = bool(cfg.get("trust_checkpoint", False))
+    loaded = load_checkpoint(cfg.ckpt_path, trust_checkpoint=trust)
+    model, meta = loaded.module, loaded.meta
     data_cfg = OmegaConf.create(meta["data"])
     if cfg.get("data") is not None:
         data_cfg = OmegaConf.merge(data_cfg, cfg.data)
@@ -349,19 +215,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers)),
         logger=loggers or False,
     )
-    trainer.test(model=model, datamodule=datamodule, weights_only=False)
-    metrics = _scalar_metrics(trainer.callback_metrics)
+    install_safe_io(trainer, trust_checkpoint=trust)
+    trainer.test(model=model, datamodule=datamodule, weights_only=True)
+    metrics = scalar_metrics(trainer.callback_metrics)
     log.info("metrics: %s", metrics)
     return metrics
 
 
 # --------------------------------------------------------------------------- infer
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @task_wrapper
 def infer(cfg: DictConfig) -> dict[str, Any]:
     """Stream a checkpoint over a scene and write a georeferenced class-map GeoTIFF.
@@ -370,13 +231,14 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     ``evaluate.py experiment=rsc_analysis`` so tile seams stay invisible.
     Returns ``{"output": path, "width": W, "height": H, "stride": s, "seconds": t}``.
     """
-    import time
-
-    from geoemb.inference import open_source, predict_raster
+    from geoemb.inference import check_output, open_source, predict_raster
+    from geoemb.run.checkpoints import load_module
 
     seed_all(int(cfg.seed))
-    device = _device(str(cfg.device))
-    model = load_module(cfg.ckpt_path).eval().to(device)
+    check_output(cfg.output, cfg.input)  # refuse output == input / a directory before any work
+    device = resolve_device(cfg.device)
+    model = load_module(cfg.ckpt_path, bool(cfg.get("trust_checkpoint", False)))
+    model = model.eval().to(device)
     expected = getattr(model.preprocess, "in_channels", None)
 
     def predict_fn(x: torch.Tensor) -> torch.Tensor:
@@ -391,11 +253,6 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             raise ValueError(f"overlap={overlap} must be in [0, tile_size={cfg.tile_size})")
         stride = int(cfg.tile_size) - overlap
     with open_source(cfg.input, bands=bands) as src:
-        if expected is not None and src.count != expected:
-            raise ValueError(
-                f"input {cfg.input} has {src.count} bands but the checkpoint {cfg.ckpt_path} "
-                f"expects {expected} raw bands"
-            )
         path = predict_raster(
             src,
             predict_fn,
@@ -409,6 +266,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             device=str(device),
             progress=bool(cfg.progress),
             activation="softmax",
+            in_channels=expected,
         )
         width, height = src.width, src.height
     seconds = time.perf_counter() - t0

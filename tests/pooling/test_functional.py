@@ -76,6 +76,13 @@ def assert_close(got: torch.Tensor, ref: np.ndarray, rtol: float = 1e-5) -> None
     np.testing.assert_allclose(got_np, ref, rtol=rtol, atol=rtol * scale)
 
 
+def assert_cov_cache_equal(got: torch.Tensor, ref64: np.ndarray) -> None:
+    """``got`` (float32) vs ``ref64.astype(float32)`` (the reference cache) to 1 float32 ulp."""
+    cache = ref64.astype(np.float32)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.detach().cpu().numpy(), cache, rtol=1.2e-7, atol=0)
+
+
 CASES = [
     # (B, D, H, W, kind)
     (3, 64, 16, 16, "normal"),
@@ -117,7 +124,12 @@ def test_training_free_matches_numpy_reference(case, masked):
     outs = pool_many(xt, TRAINING_FREE, mask=mt)
     for m in TRAINING_FREE:
         ref = oracle(x, m, mask)
-        assert_close(outs[m], ref)
+        if m == "flattened_cov":
+            # float64 accumulation (issue 15): equal to a float32 cache of the reference's float64
+            # np.cov to one float32 ulp, near-zero entries included
+            assert_cov_cache_equal(outs[m], ref)
+        else:
+            assert_close(outs[m], ref)
         # the single-method entry gives the same result
         if m in ("gem", "percentiles", "flattened_cov"):
             assert torch.equal(pool(xt, m, mask=mt), outs[m])
@@ -232,3 +244,76 @@ def test_cuda_matches_cpu():
     f = torch.randn(50, 8)
     y = torch.arange(50) % 3
     assert knn_classify(f.cuda(), y.cuda(), f[:10].cuda()).device.type == "cuda"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 15: fused float64 moments on CPU, float64 covariance, the torch path kept for GPU/autograd
+# ---------------------------------------------------------------------------------------------
+FLOAT64_EXACT = ["mean", "std", "gem", "mean_std", "stats", "flattened_cov"]
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_second_moments_exact_far_from_zero(masked):
+    """Data at 1e4 +- 1: float32 two-pass centring lost ~1e-3 of the std; float64 sums keep the
+    float32 cache of the float64 reference exact to one ulp."""
+    rng = np.random.default_rng(21)
+    x = (1e4 + rng.normal(size=(3, 24, 20, 18))).astype(np.float32)
+    mask = rng.random((3, 20, 18)) > 0.3 if masked else None
+    outs = pool_many(
+        torch.from_numpy(x), FLOAT64_EXACT, mask=None if mask is None else torch.from_numpy(mask)
+    )
+    for m in FLOAT64_EXACT:
+        ref = oracle(x, m, mask)
+        np.testing.assert_allclose(outs[m].numpy(), ref.astype(np.float32), rtol=2.4e-7, atol=0)
+
+
+def test_torch_path_matches_reference(monkeypatch):
+    """The torch statistics (CUDA and autograd use them) stay right when numba is unavailable."""
+    from geoemb.pooling import _chunk
+
+    monkeypatch.setattr(_chunk, "_moments_kernel", lambda: None)
+    x = _make(2, 64, 10, 11, "aef_codes", 4)
+    mask = np.random.default_rng(1).random((2, 10, 11)) > 0.25
+    outs = pool_many(torch.from_numpy(x), TRAINING_FREE, mask=torch.from_numpy(mask))
+    for m in TRAINING_FREE:
+        ref = oracle(x, m, mask)
+        if m == "flattened_cov":
+            assert_cov_cache_equal(outs[m], ref)
+        else:
+            assert_close(outs[m], ref)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["numba", "torch"])
+def test_nan_in_a_valid_pixel_poisons_only_its_band(monkeypatch, fused):
+    from geoemb.pooling import _chunk
+
+    if not fused:
+        monkeypatch.setattr(_chunk, "_moments_kernel", lambda: None)
+    x = _make(2, 8, 6, 7, "normal", 8)
+    x[0, 3, 2, 2] = np.nan
+    outs = pool_many(torch.from_numpy(x), ["mean", "std", "gem", "stats", "flattened_cov"])
+    for m in ("mean", "std", "gem"):
+        bad = torch.isnan(outs[m])
+        assert bad[0, 3] and int(bad.sum()) == 1, m
+    stats = outs["stats"].reshape(2, 4, 8)
+    assert torch.isnan(stats[0, :, 3]).all() and int(torch.isnan(stats).sum()) == 4
+    iu = np.triu_indices(8)
+    touches = torch.from_numpy((iu[0] == 3) | (iu[1] == 3))
+    assert torch.equal(torch.isnan(outs["flattened_cov"][0]), touches)
+    assert torch.isfinite(outs["flattened_cov"][1]).all()
+
+
+def test_fused_moments_match_torch_moments():
+    """Same statistics whichever path computes them (the CPU kernel vs torch reductions)."""
+    from geoemb.pooling.functional import _Chunk
+
+    x = torch.from_numpy(_make(3, 16, 9, 9, "offset", 2)).reshape(3, 16, 81)
+    mask = torch.rand(3, 81, generator=torch.Generator().manual_seed(0)) > 0.5
+    for m in (None, mask):
+        fused = _Chunk(x, m, 9, 9, methods=["stats"])
+        plain = _Chunk(x, m, 9, 9)
+        assert fused.kernel is not None and plain.kernel is None
+        for stat in ("mean", "std", "gem"):
+            torch.testing.assert_close(
+                getattr(fused, stat)(), getattr(plain, stat)(), rtol=2e-5, atol=1e-5
+            )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from geoemb.pooling import pool
 from geoemb.pooling.heads import HEADS, PooledClassifier, build_head
+from geoemb.utils.registry import Registry
 
 KW = {
     "attention_mil": {"hidden": 16},
@@ -26,7 +30,7 @@ def data():
     return x, mask
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", HEADS.names())
 def test_shapes_mask_invariance_and_grads(name, data):
     torch.manual_seed(0)
     x, mask = data
@@ -93,3 +97,15 @@ def test_head_errors(data):
         build_head("gem", 12)(x, mask)
     with pytest.raises(ValueError, match=r"\(B, D, H, W\)"):
         build_head("gem", 12)(x[0])
+
+
+def test_heads_registry_and_configs():
+    """Every conf/model/head/*.yaml names a HEADS entry, and its keys are that head's arguments."""
+    assert isinstance(HEADS, Registry) and all(e.description for e in HEADS)
+    conf = Path(__file__).resolve().parents[2] / "conf" / "model" / "head"
+    files = sorted(conf.glob("*.yaml"))
+    assert {p.stem for p in files} == set(HEADS.names())
+    for p in files:
+        kw = yaml.safe_load(p.read_text())
+        head = build_head(kw.pop("name"), 12, **kw)
+        assert head(torch.randn(2, 12, 3, 3)).shape == (2, head.out_dim)

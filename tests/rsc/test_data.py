@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 import torch
+from lightning import LightningModule
 from scipy.ndimage import distance_transform_cdt
 
 from geoemb.data.augment import (
@@ -116,7 +118,7 @@ def test_bad_inputs(tmp_path, syn_root):
         ChesapeakeRSC(syn_root, "trainval")
 
 
-def test_datamodule_synthetic_and_gpu_augment_hook(tmp_path):
+def test_datamodule_synthetic_generation(tmp_path):
     dm = ChesapeakeRSCDataModule(
         root=str(tmp_path / "ChesapeakeRSC"),
         synthetic=True,
@@ -131,13 +133,132 @@ def test_datamodule_synthetic_and_gpu_augment_hook(tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 4, 32, 32) and batch["mask_3class"].shape == (2, 32, 32)
-
-    class _T:
-        training = True
-
-    dm._trainer = _T()
+    # detached from any Trainer: the hook is a no-op (no private Lightning attribute is faked)
+    assert dm.trainer is None
     out = dm.on_after_batch_transfer({k: v.clone() for k, v in batch.items()}, 0)
-    assert torch.equal(out["mask"], out["mask_3class"].clamp(max=1))  # masks moved together
+    assert all(torch.equal(out[k], batch[k]) for k in batch)
+
+
+class _Recorder(LightningModule):
+    """A 1x1-conv segmenter that records every batch it sees, per stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Conv2d(4, 2, 1)
+        self.seen: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+        self.train_losses: list[float] = []
+
+    def _step(self, batch, stage):
+        self.seen[stage].append({k: v.detach().clone() for k, v in batch.items()})
+        loss = torch.nn.functional.cross_entropy(self.net(batch["image"] / 255.0), batch["mask"])
+        if stage == "train":
+            self.train_losses.append(loss.item())
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit_and_test(root, augment, seed=0):
+    """Real ``Trainer.fit`` + ``Trainer.test`` on the stand-in; returns (module, dm, aug stages)."""
+    from lightning import Trainer, seed_everything
+
+    seed_everything(seed, verbose=False)
+    dm = ChesapeakeRSCDataModule(
+        root=str(root / "ChesapeakeRSC"),
+        synthetic=True,
+        synthetic_root=str(root),
+        synthetic_kwargs={"n_train": 3, "n_val": 1, "n_test": 2, "size": 32},
+        batch_size=2,
+        augment=augment,
+    )
+    stages = []
+    if dm.augment is not None:
+        real = dm.augment
+
+        class _Spy(torch.nn.Module):
+            def forward(self, image, masks):
+                stages.append(dm.trainer.state.stage.value)
+                return real(image, masks)
+
+        dm.augment = _Spy()
+    model = _Recorder()
+    trainer = Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+        default_root_dir=str(root.parent / "trainer"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=dm)
+        trainer.test(model, datamodule=dm, verbose=False)
+    return model, dm, stages
+
+
+def _raw_items(dm, split):
+    ds = dm.dataset(split)
+    return {int(ds[i]["idx"]): ds[i] for i in range(len(ds))}
+
+
+def _assert_untouched(seen, items):
+    assert seen
+    for b in seen:
+        for j, idx in enumerate(b["idx"].tolist()):
+            for k in ("image", "mask", "mask_3class"):
+                assert torch.equal(b[k][j], items[idx][k]), (idx, k)
+
+
+def test_augmentation_runs_in_real_fit_on_training_batches_only(syn_root):
+    """Regression: the hook looked up ``self._trainer`` (never set by Lightning on a DataModule), so
+    ``trainer.fit`` trained without rotation/flips/cutout and the cutout run equalled the baseline."""
+    no_aug = {"rotation_degrees": 0, "flips": False, "cutout": None}
+    cut = {"rotation_degrees": 0, "flips": False, "cutout": "square8"}
+    m0, dm0, st0 = _fit_and_test(syn_root, no_aug)
+    m1, dm1, st1 = _fit_and_test(syn_root, cut)
+    n_train_batches = len(m1.seen["train"])
+    assert n_train_batches == 4  # 3 patches, batch 2, 2 epochs
+    # called once per training batch, never for sanity-check/validation/test batches
+    assert st0 == ["train"] * n_train_batches and st1 == st0
+    train_items = _raw_items(dm1, "train")
+    for dm, m in ((dm0, m0), (dm1, m1)):
+        _assert_untouched(m.seen["val"], _raw_items(dm, "val"))
+        _assert_untouched(m.seen["test"], _raw_items(dm, "test"))
+    _assert_untouched(m0.seen["train"], train_items)
+    # cutout: some training pixels erased to 0, nothing else changed, labels untouched
+    n_erased = 0
+    for b in m1.seen["train"]:
+        for j, idx in enumerate(b["idx"].tolist()):
+            raw = train_items[idx]
+            diff = b["image"][j] != raw["image"]
+            assert (b["image"][j][diff] == 0).all()
+            assert torch.equal(b["mask"][j], raw["mask"])
+            n_erased += int(diff.any())
+    assert n_erased > 0
+    assert m0.train_losses != m1.train_losses
+    # the reference geometry (rotation + flips) moves image and both masks together
+    m2, dm2, st2 = _fit_and_test(syn_root, {"rotation_degrees": 90, "flips": True})
+    assert st2 == ["train"] * n_train_batches
+    moved = 0
+    for b in m2.seen["train"]:
+        assert torch.equal(b["mask"], b["mask_3class"].clamp(max=1))
+        for j, idx in enumerate(b["idx"].tolist()):
+            moved += int(not torch.equal(b["image"][j], train_items[idx]["image"]))
+    assert moved > 0
+    _assert_untouched(m2.seen["val"], _raw_items(dm2, "val"))
 
 
 def test_augment_flip_consistency_and_cutout():

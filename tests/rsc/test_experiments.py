@@ -9,6 +9,7 @@ from torch import nn
 
 from geoemb import tasks
 from geoemb.segmentation import models
+from geoemb.utils.registry import Registry
 from tests.helpers import compose_cfg
 
 SMALL = [
@@ -49,7 +50,10 @@ def test_experiment_fast_dev_run(experiment, real_net, tmp_path, data_dir, monke
     assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == 1e-3
     assert cfg.model.scheduler.T_max == 50 and cfg.model.in_channels == 4
     if not real_net:  # keep the slow nets out of the 4-minute budget: same config, 1x1 conv net
-        monkeypatch.setitem(models.NETS, cfg.model.net.name, _one_by_one)
+        nets = Registry(models.NETS.family)  # the same names, this one built as a 1x1 conv
+        for e in models.NETS:
+            nets.add(e.name, _one_by_one if e.name == cfg.model.net.name else e.builder)
+        monkeypatch.setattr(models, "NETS", nets)
     metrics = tasks.train(cfg)
     for k in ("test/dwr", "test/road_recall", "test/road_precision", "test/tc_recall", "val/dwr"):
         assert k in metrics

@@ -180,3 +180,210 @@ def test_curve_csv_and_plot(tmp_path):
     assert png.stat().st_size > 1000
     per = curve.per_distance()
     assert per["count"].sum() == c["count"].sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# speed work (issue 15): OpenCV / numba CPU paths, one computation per batch, identical numbers
+# ---------------------------------------------------------------------------------------------
+def _cv2_reference_distance(m: np.ndarray) -> np.ndarray:
+    """The notebook's exact call: cv2.distanceTransform((~(mask == 1)).astype(np.uint8), DIST_L1, 3)."""
+    import cv2
+
+    return cv2.distanceTransform((~(m == 1)).astype(np.uint8), cv2.DIST_L1, 3)
+
+
+def _cv2_reference_tc(preds: np.ndarray, target: np.ndarray, max_distance: int = 8192):
+    ds, ps = [], []
+    for m, p in zip(target, preds):
+        if (m == 2).any():
+            d = _cv2_reference_distance(m)
+            ds.append(d[m == 2])
+            ps.append(p[m == 2])
+    d = np.concatenate(ds) if ds else np.zeros(0, np.float32)
+    p = np.concatenate(ps) if ps else np.zeros(0, np.int64)
+    keep = d < max_distance
+    return d[keep].astype(np.int64), p[keep] != 0
+
+
+def _structured_case(rng, b=5, h=70, w=90):
+    """Roads with long canopy-covered stretches (distances well past 255 on the 300-px patch)."""
+    t = np.zeros((b, h, w), np.int64)
+    for i in range(b):
+        y = int(rng.integers(0, h - 2))
+        t[i, y : y + 2] = 1
+        x0 = int(rng.integers(0, w // 2))
+        t[i, y : y + 2, x0 : x0 + int(rng.integers(3, w // 2))] = 2
+        t[i][rng.random((h, w)) < 0.01] = 2
+    t[0][t[0] == 1] = 0
+    t[0, :2, :3] = 1  # visible road only in a corner: distances up to h + w
+    t[-1] = np.where(t[-1] == 1, 2, t[-1])  # canopy, no visible road
+    return (rng.random((b, h, w)) < 0.5).astype(np.int64), t
+
+
+@pytest.mark.parametrize("method", ["cv2", "scan", "doubling"])
+@pytest.mark.parametrize("shape", [(3, 17, 29), (2, 1, 50), (2, 5, 1), (1, 40, 300)])
+def test_distance_transform_methods_match_cv2(method, shape):
+    rng = np.random.default_rng(sum(shape) + len(method))
+    f = rng.random(shape) < 0.01
+    f[0].flat[rng.integers(f[0].size)] = True
+    if shape[0] > 1:
+        f[-1] = False
+    d = l1_distance_transform(torch.from_numpy(f), method=method).numpy()
+    assert d.dtype == np.int32
+    for i in range(shape[0]):
+        if f[i].any():
+            m = np.where(f[i], 1, 0)
+            np.testing.assert_array_equal(d[i], _cv2_reference_distance(m).astype(np.int32))
+        else:
+            assert (d[i] == NO_FEATURE).all()
+
+
+def test_distance_transform_bad_method():
+    with pytest.raises(ValueError, match="method must be one of"):
+        l1_distance_transform(torch.zeros(2, 2, dtype=torch.bool), method="edt")
+
+
+@pytest.mark.parametrize(
+    ("seed", "pred_kind", "target_kind"),
+    [(0, "int64", "int64"), (1, "bool", "int64"), (2, "int32", "uint8")],
+)
+def test_cpu_tc_distances_match_cv2_in_row_major_order(seed, pred_kind, target_kind):
+    from geoemb.metrics import tc_distances
+
+    rng = np.random.default_rng(seed)
+    preds, target = _structured_case(rng, h=60 + seed, w=300)
+    d_ref, p_ref = _cv2_reference_tc(preds, target)
+    assert d_ref.max() > 255  # exercises distances past 8 bits
+    pt = torch.from_numpy(
+        preds.astype({"int64": np.int64, "bool": bool, "int32": np.int32}[pred_kind])
+    )
+    tt = torch.from_numpy(target.astype(np.int64 if target_kind == "int64" else np.uint8))
+    d, hit = tc_distances(pt, tt)
+    np.testing.assert_array_equal(d.numpy(), d_ref)
+    np.testing.assert_array_equal(hit.numpy(), p_ref)
+    d5, hit5 = tc_distances(pt, tt, max_distance=5)
+    np.testing.assert_array_equal(d5.numpy(), d_ref[d_ref < 5])
+    np.testing.assert_array_equal(hit5.numpy(), p_ref[d_ref < 5])
+
+
+def test_torch_fallback_path_equals_numba_path(monkeypatch):
+    """Without numba the CPU path is the generic torch one (OpenCV transform): same numbers."""
+    import geoemb.metrics.rsc as rsc
+
+    rng = np.random.default_rng(11)
+    preds, target = _structured_case(rng, w=120)
+    _, dwr_fast, curve_fast = _ours(preds, target, batches=2)
+    monkeypatch.setattr(rsc, "_numba_kernel", lambda: None)
+    _, dwr_slow, curve_slow = _ours(preds, target, batches=2)
+    assert float(dwr_fast.compute()) == float(dwr_slow.compute())
+    assert torch.equal(curve_fast.count, curve_slow.count)
+    assert torch.equal(curve_fast.hits, curve_slow.hits)
+    assert int(dwr_fast.n_dropped) == int(dwr_slow.n_dropped) > 0
+
+
+@pytest.mark.parametrize("device_path", ["numba", "torch"])
+def test_dwr_and_curve_share_one_computation_per_batch(monkeypatch, device_path):
+    """DWR + curve updated with the same batch compute the distances once (issue 15)."""
+    import geoemb.metrics._rsc_numba as kernel
+    import geoemb.metrics.distance as distance
+    import geoemb.metrics.rsc as rsc
+
+    calls = []
+    if device_path == "numba":
+        real = kernel._tc_kernel
+        monkeypatch.setattr(kernel, "_tc_kernel", lambda *a: calls.append(1) or real(*a))
+    else:
+        monkeypatch.setattr(rsc, "_numba_kernel", lambda: None)
+        real = distance.l1_distance_transform
+        monkeypatch.setattr(
+            distance, "l1_distance_transform", lambda *a: calls.append(1) or real(*a)
+        )
+    rng = np.random.default_rng(4)
+    preds, target = _random_case(rng, b=4)
+    dwr, curve = DistanceWeightedRecall(), DistanceBinnedRecall()
+    for s in range(0, 4, 2):
+        p, t = torch.from_numpy(preds[s : s + 2]), torch.from_numpy(target[s : s + 2])
+        dwr.update(p, t)
+        curve.update(p, t)
+    assert len(calls) == 2  # one per batch, not one per metric and batch
+    _, dwr_ref, *_ = reference_eval(preds, target)
+    assert float(dwr.compute()) == pytest.approx(dwr_ref, abs=1e-12)
+    assert float(curve.dwr()) == pytest.approx(dwr_ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("device_path", ["numba", "torch"])
+def test_cache_is_keyed_by_content_not_identity(monkeypatch, device_path):
+    """The same tensor object edited in place (even behind torch's back, through numpy) between two
+    updates must not be served the previous batch's distances."""
+    import geoemb.metrics.rsc as rsc
+
+    if device_path == "torch":
+        monkeypatch.setattr(rsc, "_numba_kernel", lambda: None)
+    rng = np.random.default_rng(9)
+    preds_a, target_a = _random_case(rng, b=2)
+    preds_b, target_b = _random_case(rng, b=2, p_road=0.08)
+    buf_t, buf_p = target_a.copy(), preds_a.copy()
+    t, p = torch.from_numpy(buf_t), torch.from_numpy(buf_p)  # shares memory with the buffers
+    seq = DistanceWeightedRecall()
+    seq.update(p, t)
+    version = t._version
+    buf_t[...] = target_b  # numpy write: torch's version counter does not move
+    buf_p[...] = preds_b
+    assert t._version == version
+    seq.update(p, t)
+    fresh = DistanceWeightedRecall()
+    fresh.update(torch.from_numpy(preds_a), torch.from_numpy(target_a))
+    fresh.update(torch.from_numpy(preds_b), torch.from_numpy(target_b))
+    assert float(seq.compute()) == float(fresh.compute())
+    assert int(seq.n_pixels) == int(fresh.n_pixels)
+    # only the prediction changes: still recomputed
+    d1, h1 = rsc.tc_distances(p, t)
+    buf_p[...] = 1 - buf_p
+    d2, h2 = rsc.tc_distances(p, t)
+    assert torch.equal(d1, d2) and torch.equal(h2, ~h1)
+
+
+@pytest.mark.parametrize("bad", ["target_neg", "target_3", "preds_2", "preds_neg"])
+def test_bad_values_raise_on_every_path(monkeypatch, bad):
+    import geoemb.metrics.rsc as rsc
+
+    rng = np.random.default_rng(2)
+    preds, target = _random_case(rng, b=3)
+    if bad == "target_neg":
+        target[2, 1, 1] = -1
+    elif bad == "target_3":
+        target[1, 0, 0] = 3
+    elif bad == "preds_2":
+        preds[2, -1, -1] = 2
+    else:
+        preds[0, 3, 3] = -4
+    match = "canopy over road" if bad.startswith("target") else "not road"
+    for path in ("numba", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(rsc, "_numba_kernel", lambda: None)
+        for cls in (DistanceWeightedRecall, DistanceBinnedRecall):
+            with pytest.raises(ValueError, match=match):
+                cls().update(torch.from_numpy(preds), torch.from_numpy(target))
+    # a failed batch is not cached: the valid batch afterwards is computed afresh
+    monkeypatch.undo()
+    good_p, good_t = _random_case(np.random.default_rng(2), b=3)
+    m = DistanceWeightedRecall()
+    m.update(torch.from_numpy(good_p), torch.from_numpy(good_t))
+    _, dwr_ref, *_ = reference_eval(good_p, good_t)
+    assert float(m.compute()) == pytest.approx(dwr_ref, abs=1e-12)
+
+
+def test_batches_without_canopy_or_road():
+    no_tc = torch.zeros(3, 9, 9, dtype=torch.long)
+    no_tc[:, 4] = 1
+    m = DistanceBinnedRecall()
+    m.update(torch.ones(3, 9, 9, dtype=torch.bool), no_tc)
+    assert int(m.count.sum()) == 0 and m.compute()["recall"].numel() == 0
+    d, hit = tc_distances_fn()(torch.zeros(0, 4, 4, dtype=torch.long), torch.zeros(0, 4, 4))
+    assert d.numel() == 0 and hit.dtype == torch.bool
+
+
+def tc_distances_fn():
+    from geoemb.metrics import tc_distances
+
+    return tc_distances

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from geoemb.utils.config import build_optimization
-from geoemb.utils.config import plain as _plain
+from geoemb.parts import build_optimization
+from geoemb.parts import plain as _plain
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,17 @@ class PoolingClassifier(L.LightningModule):
         self._test_preds: list[Tensor] = []
         self._test_targets: list[Tensor] = []
 
+    def attached_trainer(self) -> L.Trainer | None:
+        """The Trainer this module runs under, or ``None`` when detached.
+
+        Lightning 2.x's public ``self.trainer`` raises ``RuntimeError`` when no Trainer is attached;
+        this asks it (never the private ``_trainer``) and turns that case into ``None``.
+        """
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     # ------------------------------------------------------------------ model
     def _build(self, in_dim: int) -> None:
         from geoemb.pooling.heads import PooledClassifier, build_head
@@ -110,7 +121,7 @@ class PoolingClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.net is not None:
             return
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(self.attached_trainer(), "datamodule", None)
         d = getattr(dm, "num_bands", None)
         if d is None:
             raise ValueError(
@@ -161,7 +172,11 @@ class PoolingClassifier(L.LightningModule):
         self._test_preds, self._test_targets = [], []
 
     def on_test_epoch_end(self) -> None:
-        if not self.hparams.write_results or not self._test_preds or self._trainer is None:
+        if (
+            not self.hparams.write_results
+            or not self._test_preds
+            or self.attached_trainer() is None
+        ):
             return
         if not self.trainer.is_global_zero or self.trainer.sanity_checking:
             return
@@ -173,7 +188,7 @@ class PoolingClassifier(L.LightningModule):
         """A GeoPool results-CSV row for predictions of this model on a test split."""
         from geoemb.probes import classification_metrics
 
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(self.attached_trainer(), "datamodule", None)
         m = classification_metrics(y_true, y_pred, num_classes=self.num_classes)
         return {
             "pool": self.head_name,

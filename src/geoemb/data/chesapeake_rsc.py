@@ -15,6 +15,17 @@ Label views (reference §2.3): code 9 → 1 (road); code 12 → 1 (2-class, trai
 evaluation: tree canopy over road); every other code, including nodata 255 → 0. Each sample carries
 both: ``mask`` (the view chosen by ``num_classes``) and ``mask_3class``. Images are returned as
 float32 raw 0–255 values; the ``/255`` is the model's ``preprocess`` (:class:`geoemb.data.augment.Scale`).
+
+Invalid image pixels. The real images are uint8 without nodata, so none exist there. An image of
+another dtype may hold NaN/±inf, and an image may declare a nodata value: a pixel with any
+non-finite band, or whose bands all equal the declared nodata, is *invalid* — it must not reach the
+model as a number, nor be trained as a class. With ``ignore_index=None`` (default) such a patch is an
+:class:`~geoemb.errors.InputError` naming the file. With ``ignore_index=v`` the invalid pixels get
+image value 0 and training label ``v`` in ``mask`` (excluded from the loss and the segmentation
+metrics when the model's ``ignore_index`` is ``v`` too; the DataModule checks that at setup), while
+``mask_3class`` marks them background (0), as the reference does for label nodata (255), because the
+RSC metrics are defined on {0, 1, 2}. A patch with no valid pixel is always an error. An unreadable
+(truncated, corrupt) tif is an :class:`~geoemb.errors.InputError` naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geoemb.data.base import SplitDataModule
+from geoemb.errors import InputError
 
 __all__ = [
     "ROAD_CODE",
@@ -73,6 +85,29 @@ def remap_mask(raw: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray |
     return out
 
 
+def check_ignore_index(ignore_index: int | None) -> None:
+    """Refuse an ``ignore_index`` that is an RSC class label."""
+    if ignore_index is not None and int(ignore_index) in (0, 1, 2):
+        raise InputError(
+            f"data.ignore_index={ignore_index} is an RSC class label (0, 1, 2); use e.g. 255 or -100"
+        )
+
+
+def _read_tif(path: Path) -> tuple[np.ndarray, float | None]:
+    """``(array (bands, H, W), nodata)`` of a GeoTIFF; one clear error if it cannot be read."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            return src.read(), src.nodata
+    except RasterioError as e:
+        reason, cause = str(e), e.__cause__ or e.__context__
+        if cause is not None and str(cause) not in reason:
+            reason = f"{reason} ({cause})"
+        raise InputError(f"cannot read {path} (truncated or corrupt GeoTIFF?): {reason}") from e
+
+
 def read_split(path: Path) -> set[int]:
     """Split file → set of ints (the reference: ``strip().split("\\n")`` + ``int``)."""
     if not path.exists():
@@ -85,7 +120,7 @@ def read_split(path: Path) -> set[int]:
         try:
             out.add(int(line))
         except ValueError as e:
-            raise ValueError(f"{path}:{lineno}: expected an integer patch idx, got {line!r}") from e
+            raise InputError(f"{path}:{lineno}: expected an integer patch idx, got {line!r}") from e
     return out
 
 
@@ -98,7 +133,7 @@ def read_patch_index(root: Path) -> list[int]:
 
     df = pyogrio.read_dataframe(gpkg, read_geometry=False)
     if "idx" not in df.columns:
-        raise ValueError(
+        raise InputError(
             f"{gpkg}: expected an integer column 'idx', found columns {list(df.columns)}"
         )
     return [int(v) for v in df["idx"].to_numpy()]
@@ -116,6 +151,9 @@ class ChesapeakeRSC(Dataset):
         View of ``mask``: 2 (training, TC merged into road) or 3 (evaluation).
     patch_size : int | None
         Expected image/mask side (real data 512); ``None`` only requires image and mask to match.
+    ignore_index : int | None
+        Training label of invalid image pixels (see the module docstring); ``None`` refuses
+        patches that have any. Must not be a class label (0, 1, 2).
 
     Items: ``{"image": float32 (4, H, W) raw 0–255, "mask": int64 (H, W), "mask_3class": int64 (H, W),
     "idx": int64}``.
@@ -127,7 +165,9 @@ class ChesapeakeRSC(Dataset):
         split: str = "train",
         num_classes: int = 2,
         patch_size: int | None = 512,
+        ignore_index: int | None = None,
     ) -> None:
+        check_ignore_index(ignore_index)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if num_classes not in (2, 3):
@@ -140,6 +180,7 @@ class ChesapeakeRSC(Dataset):
         self.split = split
         self.num_classes = num_classes
         self.patch_size = patch_size
+        self.ignore_index = ignore_index
         wanted = read_split(self.root / f"{split}_idxs.txt")
         self.idxs: list[int] = []
         self.n_missing = 0
@@ -167,35 +208,65 @@ class ChesapeakeRSC(Dataset):
         return len(self.idxs)
 
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``(image uint8 (4, H, W), mask codes uint8 (H, W))`` of the i-th kept patch."""
-        import rasterio
+        """Raw ``(image (4, H, W) as stored, mask codes (H, W))`` of the i-th kept patch."""
+        image, mask, _ = self.read_patch(i)
+        return image, mask
 
+    def read_patch(self, i: int) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """:meth:`read_raw` plus the image file's declared nodata (``None`` for the real data)."""
         idx = self.idxs[i]
-        with rasterio.open(self.image_path(idx)) as src:
-            image = src.read()
-        with rasterio.open(self.mask_path(idx)) as src:
-            mask = src.read()
+        image, nodata = _read_tif(self.image_path(idx))
+        mask, _ = _read_tif(self.mask_path(idx))
         if image.ndim != 3 or image.shape[0] != 4:
-            raise ValueError(
+            raise InputError(
                 f"{self.image_path(idx)}: expected 4 bands (R, G, B, NIR), got shape {image.shape}"
             )
         if mask.shape[0] != 1:
-            raise ValueError(f"{self.mask_path(idx)}: expected 1 band, got {mask.shape[0]}")
+            raise InputError(f"{self.mask_path(idx)}: expected 1 band, got {mask.shape[0]}")
         mask = mask[0]
         expected = (self.patch_size, self.patch_size) if self.patch_size else image.shape[1:]
         if image.shape[1:] != tuple(expected) or mask.shape != tuple(expected):
-            raise ValueError(
+            raise InputError(
                 f"{self.mask_path(idx)}: mask {mask.shape} / image {image.shape[1:]} do not match the "
                 f"expected patch size {tuple(expected)}"
             )
-        return image, mask
+        return image, mask, nodata
+
+    @staticmethod
+    def invalid_pixels(image: np.ndarray, nodata: float | None = None) -> np.ndarray:
+        """``(H, W)`` bool: pixels of ``image`` ``(C, H, W)`` with a non-finite band, or whose
+        bands all equal the declared ``nodata``."""
+        invalid = ~np.isfinite(image).all(axis=0)
+        if nodata is not None and np.isfinite(nodata):
+            invalid |= (image == np.asarray(nodata, image.dtype)).all(axis=0)
+        return invalid
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        image, raw = self.read_raw(i)
+        image, raw, nodata = self.read_patch(i)
+        invalid = self.invalid_pixels(image, nodata)
+        image = image.astype(np.float32)
         m3 = remap_mask(raw, 3)
         mask = m3 if self.num_classes == 3 else np.minimum(m3, 1)
+        if invalid.any():
+            path = self.image_path(self.idxs[i])
+            if invalid.all():
+                raise InputError(
+                    f"{path}: no valid pixel — every pixel has a non-finite (NaN/inf) band or "
+                    f"equals the declared nodata; expected image values"
+                )
+            if self.ignore_index is None:
+                raise InputError(
+                    f"{path}: {int(invalid.sum())} pixel(s) have a non-finite (NaN/inf) band or "
+                    f"the declared nodata value; expected finite R, G, B, NIR values. To train "
+                    f"with them excluded from the loss set data.ignore_index=255 and "
+                    f"model.ignore_index=255"
+                )
+            image[:, invalid] = 0.0
+            mask = mask.copy()
+            mask[invalid] = self.ignore_index
+            m3[invalid] = 0
         return {
-            "image": torch.from_numpy(image.astype(np.float32)),
+            "image": torch.from_numpy(image),
             "mask": torch.from_numpy(mask),
             "mask_3class": torch.from_numpy(m3),
             "idx": torch.tensor(self.idxs[i], dtype=torch.long),
@@ -222,7 +293,12 @@ class ChesapeakeRSCDataModule(SplitDataModule):
         Expected patch side (512); ignored for synthetic data (the generator's ``size`` is used).
     augment : dict | None
         Keyword arguments of :class:`geoemb.data.augment.RSCAugmentation` (``rotation_degrees``,
-        ``flips``, ``cutout``); ``None`` disables training augmentation.
+        ``flips``, ``cutout``); ``None`` disables training augmentation. Applied to training
+        batches only, after the transfer to the device (:meth:`on_after_batch_transfer`).
+    ignore_index : int | None
+        Training label of invalid (non-finite / declared-nodata) image pixels; ``None`` refuses
+        patches that have any (see the module docstring). When set, the model's ``ignore_index``
+        must be the same value (checked at setup, before any training step).
     """
 
     def __init__(
@@ -238,8 +314,10 @@ class ChesapeakeRSCDataModule(SplitDataModule):
         num_classes: int = 2,
         patch_size: int | None = 512,
         augment: dict | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__()
+        check_ignore_index(ignore_index)
         self.save_hyperparameters()
         self.synthetic = synthetic
         if synthetic:
@@ -276,10 +354,12 @@ class ChesapeakeRSCDataModule(SplitDataModule):
                 split,
                 num_classes=self.hparams.num_classes,
                 patch_size=self.patch_size,
+                ignore_index=self.hparams.get("ignore_index"),
             )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
+        self._check_model_ignore_index()
         splits = {
             "fit": ("train", "val"),
             "validate": ("val",),
@@ -289,9 +369,27 @@ class ChesapeakeRSCDataModule(SplitDataModule):
         for split in splits.get(stage, SPLITS) if stage else SPLITS:
             self.dataset(split)
 
+    def _check_model_ignore_index(self) -> None:
+        """With ``ignore_index`` set, the attached model must ignore the same label in its loss."""
+        ii = self.hparams.get("ignore_index")
+        trainer = self.trainer
+        if ii is None or trainer is None:
+            return
+        model = trainer.lightning_module
+        if model is not None and hasattr(model, "ignore_index") and model.ignore_index != ii:
+            raise InputError(
+                f"data.ignore_index={ii} labels invalid image pixels, but model.ignore_index="
+                f"{model.ignore_index}: the loss would train that label as a class (or fail on "
+                f"it). Set model.ignore_index={ii}"
+            )
+
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """Apply :class:`~geoemb.data.augment.RSCAugmentation` on the batch's device while training."""
-        trainer = getattr(self, "_trainer", None)
+        """Apply :class:`~geoemb.data.augment.RSCAugmentation` on the batch's device while training.
+
+        Lightning attaches itself to a DataModule as the public attribute ``trainer`` (``None`` when
+        detached); only training batches are augmented, never sanity-check/val/test/predict ones.
+        """
+        trainer = self.trainer
         if self.augment is not None and trainer is not None and trainer.training:
             masks = {k: batch[k] for k in ("mask", "mask_3class") if k in batch}
             batch["image"], new = self.augment(batch["image"], masks)

@@ -41,11 +41,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import rasterio
+import torch
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from torch.utils.data import DataLoader, Dataset
 
 from geoemb.data import geo_adapter as ga
 from geoemb.data.transforms import ESW_INDEX_NAMES, ESW_INDICES, SpectralPreprocess
+from geoemb.errors import InputError
 from geoemb.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -75,10 +77,10 @@ SCENE_REGEX = r"^S2[AB]_L2A_(?P<date>\d{8})_N\d{4}_R\d{3}_6Bands_S\d+\.tif$"
 TRUTH_REGEX = r"^S2[AB]_L2A_(?P<date>\d{8})_N\d{4}_R\d{3}_S\d+_Truth\.tif$"
 SPLITS = {"train": "tra", "tra": "tra", "val": "val", "test": "val"}
 STATS_FILE = ".geoemb_esw_band_stats.json"
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: non-finite pixels left out of the statistics
 
 
-class ESWDataError(ValueError):
+class ESWDataError(InputError):
     """Bad Earth Surface Water input; the message names the file and what was expected."""
 
 
@@ -251,10 +253,16 @@ def validate_pairs(pairs: Sequence[tuple[Path, Path]]) -> None:
 
 # ----------------------------------------------------------------------------- statistics
 def _file_band_stats(path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and population std (ddof=0) of ``read() * scale`` over all pixels.
+    """Per-band mean and population std (ddof=0) of ``read() * scale`` over its finite pixels.
 
     Streams block windows and merges partial moments (Chan et al.) in float64, so memory is
-    O(block), and the result equals ``(img * scale).reshape(C, -1).mean/std(axis=1)``.
+    O(block), and the result equals ``np.nanmean/np.nanstd`` of ``img * scale`` with non-finite
+    values (NaN/inf: invalid data, never numbers) left out -- for integer scenes simply
+    ``(img * scale).reshape(C, -1).mean/std(axis=1)``.
+
+    Raises
+    ------
+    ESWDataError naming the file if a band has no finite pixel at all.
     """
     with rasterio.open(path) as src:
         n_b = src.count
@@ -263,17 +271,34 @@ def _file_band_stats(path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
         m2 = np.zeros(n_b)
         for _, window in src.block_windows(1):
             block = src.read(window=window).astype(np.float64).reshape(n_b, -1) * scale
-            nb = block.shape[1]
-            if nb == 0:
+            if block.shape[1] == 0:
                 continue
-            bmean = block.mean(axis=1)
-            bm2 = ((block - bmean[:, None]) ** 2).sum(axis=1)
+            finite = np.isfinite(block)
+            nb = finite.sum(axis=1).astype(np.float64)
+            vals = np.where(finite, block, 0.0)
+            bmean = np.divide(vals.sum(axis=1), nb, out=np.zeros(n_b), where=nb > 0)
+            bm2 = (np.where(finite, block - bmean[:, None], 0.0) ** 2).sum(axis=1)
             tot = count + nb
             delta = bmean - mean
-            mean = mean + delta * nb / tot
-            m2 = m2 + bm2 + delta**2 * count * nb / tot
+            w = np.divide(nb, tot, out=np.zeros(n_b), where=tot > 0)
+            mean = mean + delta * w
+            m2 = m2 + bm2 + delta**2 * count * w
             count = tot
+    if (count == 0).any():
+        bad = [BANDS[i] if i < len(BANDS) else str(i) for i in np.flatnonzero(count == 0)]
+        raise ESWDataError(f"scene {path}: band(s) {bad} have no finite pixel (all NaN/inf)")
     return mean, np.sqrt(m2 / count)
+
+
+def nonfinite_pixels(path: str | os.PathLike) -> int:
+    """Number of pixels of ``path`` with a NaN/inf value in any band (0 for integer rasters)."""
+    with rasterio.open(path) as src:
+        if not all(np.issubdtype(np.dtype(d), np.floating) for d in src.dtypes):
+            return 0
+        n = 0
+        for _, window in src.block_windows(1):
+            n += int((~np.isfinite(src.read(window=window))).any(axis=0).sum())
+    return n
 
 
 def compute_band_stats(
@@ -281,7 +306,8 @@ def compute_band_stats(
 ) -> tuple[list[float], list[float]]:
     """The TorchGeo tutorial's ``calc_statistics``: average over files of per-file band mean/std.
 
-    For each file: ``img = read() * scale``; per band mean and std (ddof=0) over all pixels; then
+    For each file: ``img = read() * scale``; per band mean and std (ddof=0) over all finite
+    pixels (NaN/inf are invalid data and left out; integer scenes have none); then
     the per-file means and the per-file stds are averaged over files (an approximation of the
     pooled std, as the tutorial's docstring says).
 
@@ -523,6 +549,14 @@ class EarthSurfaceWaterDataModule(L.LightningDataModule):
         target = Path(self.synthetic_root)
         if synth.is_generated(target, **self.synthetic_kwargs):
             return target
+        if target.is_dir() and not (target / synth.MARKER).exists() and any(target.iterdir()):
+            # Never generate into (= rmtree its dset-s2 in) a folder the generator did not write:
+            # data.synthetic_root may come from a checkpoint, and could point at real data.
+            raise ESWDataError(
+                f"data.synthetic_root={target} exists and was not written by geoemb's synthetic "
+                f"generator (no {synth.MARKER} marker); refusing to generate into it (it may hold "
+                "real data). Point data.synthetic_root at a new or empty folder."
+            )
         if target.exists() and (target / synth.MARKER).exists():
             # Generated with other arguments: regenerate in place (the marker proves it is ours).
             synth.generate(target, **self.synthetic_kwargs)
@@ -601,17 +635,52 @@ class EarthSurfaceWaterDataModule(L.LightningDataModule):
             self.train_ds = EarthSurfaceWater(
                 dset, "train", self.crs, self.res, min_size_px=self.patch_size
             )
+            self.check_finite(self.train_ds.pairs)
         if stage in (None, "fit", "validate", "test") and self.val_ds is None:
             self.val_ds = EarthSurfaceWater(
                 dset, "val", self.crs, self.res, min_size_px=self.patch_size
             )
+            self.check_finite(self.val_ds.pairs)
 
     def _collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Stack samples; pixels with a NaN/inf band become fill (0) labelled ``fill_ignore_index``.
+
+        Non-finite values are invalid data: they never reach the model. Without an ignore index
+        there is no honest label for them, so a batch holding any raises :class:`ESWDataError`
+        (:meth:`setup` already refuses float scenes with such pixels, naming the files).
+        """
         batch = ga.collate_image_mask(samples)
+        image = batch["image"]
+        finite = torch.isfinite(image).all(dim=1)  # (B, H, W)
+        if not bool(finite.all()):
+            if self.fill_ignore_index is None:
+                where = [str(s.get("bounds"))[:120] for s in samples][:4]
+                raise ESWDataError(
+                    f"Earth Surface Water: {int((~finite).sum())} pixel(s) with NaN/inf values in a "
+                    f"batch (chip bounds {where}); set data.fill_ignore_index=255 and "
+                    "model.ignore_index=255 so they are excluded from loss and metrics"
+                )
+            batch["image"] = image.masked_fill(~finite[:, None], 0.0)
         if self.fill_ignore_index is not None and "mask" in batch:
-            fill = (batch["image"] == 0).all(dim=1)
+            fill = (batch["image"] == 0).all(dim=1) | ~finite
             batch["mask"] = batch["mask"].masked_fill(fill, int(self.fill_ignore_index))
         return batch
+
+    def check_finite(self, pairs: Sequence[tuple[Path, Path]]) -> None:
+        """Without ``fill_ignore_index``, refuse float scenes holding NaN/inf pixels (named).
+
+        Integer scenes (the real ESW DN files) cannot hold them and are not read.
+        """
+        if self.fill_ignore_index is not None:
+            return
+        bad = {str(scene): n for scene, _ in pairs if (n := nonfinite_pixels(scene))}
+        if bad:
+            listing = ", ".join(f"{p} ({n} px)" for p, n in sorted(bad.items()))
+            raise ESWDataError(
+                f"Earth Surface Water: scene(s) with NaN/inf pixels: {listing}. Non-finite values "
+                "are invalid data, not numbers: set data.fill_ignore_index=255 and "
+                "model.ignore_index=255 so those pixels are filled and excluded from loss and metrics"
+            )
 
     def _loader(self, ds: EarthSurfaceWater, sampler: Any) -> DataLoader:
         return DataLoader(

@@ -27,9 +27,15 @@ and Tessera-128). ``values="dequantized"`` applies the inverse quantisation: AEF
 ``q = code - 127; x = sign(q) * (|q| / 127.5)**2``; Tessera-128 ``x = code - 128`` (the int8
 value; GeoTessera's per-pixel scales are not in the files); float32 encoders are unchanged.
 
-Pixels whose bands all equal the file's declared nodata value, or with any non-finite band, are
-invalid: ``mask`` is False there and the image value is set to 0 (the reference has no nodata
-handling; the real files declare none, so this changes nothing for them).
+Pixels whose bands all equal the file's declared nodata value, or with any non-finite band (NaN,
+±inf), are invalid: ``mask`` is False there and the image value is set to 0, so they never reach a
+pooling method or head (the reference has no nodata handling; the real files declare none and hold
+no NaN, so this changes nothing for them). A chip with **no** valid pixel is an
+:class:`~geoemb.errors.InputError` naming the file — it is not turned into a zero feature row (what
+the reference's ``sanitize_features`` would silently do). An unreadable (truncated, corrupt) file is
+an :class:`EmbeddingFileError` naming it. Pooled features that overflow to non-finite values (e.g.
+covariance of values near the float32 limit) are kept as computed and reported with a warning by
+:func:`pool_dataset`; the probes then zero them as the reference does.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from geoemb.data.base import SplitDataModule
+from geoemb.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,10 @@ DOWNLOAD_HINT = (
     "https://hf.co/datasets/torchgeo/eurosat into the data root, or run on the synthetic stand-in "
     "with `data.synthetic=true`."
 )
+
+
+class EmbeddingFileError(InputError, OSError):
+    """An EuroSAT-Embed GeoTIFF cannot be read (truncated, corrupt, not a GeoTIFF)."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +141,13 @@ def parse_split_file(path: str | os.PathLike) -> list[str]:
         stem = Path(name).stem
         cls = stem.rsplit("_", 1)[0]
         if cls not in CLASSES:
-            raise ValueError(
+            raise InputError(
                 f"{path}:{lineno}: {name!r} is not '<Class>_<n>.jpg' with a EuroSAT class "
                 f"(expected one of {CLASSES})"
             )
         stems.append(stem)
     if not stems:
-        raise ValueError(f"EuroSAT split file {path} lists no images")
+        raise InputError(f"EuroSAT split file {path} lists no images")
     return stems
 
 
@@ -148,12 +159,12 @@ def label_of(stem: str) -> int:
 def check_format(path: Path, encoder: str, count: int, dtype: str) -> EncoderFormat:
     """Return the :class:`EncoderFormat` matching a file or raise naming the file."""
     if encoder not in ENCODER_FORMATS:
-        raise ValueError(f"encoder={encoder!r}: expected one of {sorted(ENCODER_FORMATS)}")
+        raise InputError(f"encoder={encoder!r}: expected one of {sorted(ENCODER_FORMATS)}")
     for fmt in ENCODER_FORMATS[encoder]:
         if fmt.bands == count and fmt.dtype == dtype:
             return fmt
     expected = " or ".join(f"{f.bands} bands {f.dtype}" for f in ENCODER_FORMATS[encoder])
-    raise ValueError(
+    raise InputError(
         f"{path}: {count} bands of {dtype} contradicts encoder {encoder!r} (expected {expected})"
     )
 
@@ -170,6 +181,18 @@ def dequantize(x: np.ndarray, fmt: EncoderFormat) -> np.ndarray:
     if fmt.kind == "int8":
         return (x - np.float32(fmt.offset)).astype(np.float32)
     return x
+
+
+def _gdal_reason(e: BaseException) -> str:
+    """``e``'s message plus the GDAL errors chained to it (rasterio's own says only "Read failed")."""
+    parts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        msg = str(e).strip()
+        if msg and msg not in parts and not msg.startswith("Read failed"):
+            parts.append(msg)
+        e = e.__cause__ or e.__context__
+    return "; ".join(parts) or "read failed"
 
 
 def read_embedding(
@@ -197,6 +220,13 @@ def read_embedding(
         ``(D, size, size)`` float32; invalid pixels set to 0.
     mask:
         ``(size, size)`` bool, True = valid.
+
+    Raises
+    ------
+    EmbeddingFileError
+        The file cannot be read (truncated/corrupt); names the file.
+    InputError
+        Band count/dtype contradict ``encoder``, or no pixel is valid; names the file.
     """
     import rasterio
     from rasterio.errors import RasterioError
@@ -213,13 +243,16 @@ def read_embedding(
             x = src.read(out_dtype="float32", out_shape=shape)
             nodata = src.nodata
     except RasterioError as e:
-        raise OSError(f"cannot read EuroSAT-Embed GeoTIFF {path}: {e}") from e
+        raise EmbeddingFileError(
+            f"cannot read EuroSAT-Embed GeoTIFF {path} (truncated or corrupt?): {_gdal_reason(e)}"
+        ) from e
     invalid = ~np.isfinite(x).all(axis=0)
     if nodata is not None and np.isfinite(nodata):
         invalid |= (x == np.float32(nodata)).all(axis=0)
     if invalid.all():
-        raise ValueError(
-            f"{path}: every pixel is nodata/non-finite (nodata={nodata}); no valid embedding"
+        raise InputError(
+            f"{path}: no valid pixel — every pixel is nodata (nodata={nodata}) or has a "
+            f"non-finite (NaN/inf) band; expected at least one valid embedding pixel"
         )
     if values == "dequantized":
         x = dequantize(x, fmt)
@@ -477,7 +510,9 @@ def pool_dataset(
     Returns
     -------
     features:
-        ``method -> (N, F)`` float32 numpy arrays (non-finite values kept; probes sanitise).
+        ``method -> (N, F)`` float32 numpy arrays. Non-finite values (overflow in pooling; input
+        NaN/inf pixels are masked before pooling) are kept as computed and reported with one
+        warning per method naming how many rows hold them; the probes sanitise them.
     labels:
         ``(N,)`` int64.
     """
@@ -503,6 +538,18 @@ def pool_dataset(
                 feats[meth].append(res[meth].float().cpu().numpy())
             labels.append(y.numpy())
     out = {k: np.concatenate(v, 0).astype(np.float32, copy=False) for k, v in feats.items()}
+    for meth, f in out.items():
+        bad = ~np.isfinite(f).all(axis=1) if f.ndim == 2 else ~np.isfinite(f)
+        if bad.any():
+            log.warning(
+                "pooling %r of %s: %d of %d feature rows are non-finite (overflow in pooling of "
+                "finite inputs; first at row %d); the probes replace them by 0 as the reference does",
+                meth,
+                getattr(dataset, "dir", desc),
+                int(bad.sum()),
+                len(f),
+                int(np.flatnonzero(bad)[0]),
+            )
     return out, np.concatenate(labels).astype(np.int64)
 
 

@@ -11,7 +11,8 @@ Public helpers
 - :func:`raster_dataset` -- a ``*.tif`` RasterDataset over an explicit file list, warped to ``crs``/``res``.
 - :func:`intersect` -- image & mask intersection dataset (tutorial: ``images & masks``).
 - :func:`index_entries` -- ``[(filepath, (xmin, ymin, xmax, ymax))]`` of a dataset's index.
-- :func:`random_sampler` / :func:`grid_sampler` -- seeded RandomGeoSampler / GridGeoSampler, pixel units.
+- :func:`random_sampler` / :func:`grid_sampler` -- RandomGeoSampler seeded per ``(seed, epoch)`` /
+  GridGeoSampler, pixel units.
 - :func:`sampler_queries` -- materialise a sampler's queries (list of GeoSlice).
 - :func:`query_bounds` / :func:`warped_size_px` -- bounds of a query / pixel size of warped bounds.
 - :func:`collate_image_mask` -- ``stack_samples`` keeping only ``image`` (B,C,H,W) float32 and
@@ -134,30 +135,58 @@ def index_entries(dataset: Any) -> list[tuple[str, tuple[float, float, float, fl
     ]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit generator seed derived from ``(seed, epoch)`` (numpy ``SeedSequence``)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed) % 2**64, int(epoch)]).generate_state(1, np.uint64)
+    return int(state[0] % 2**63)
+
+
 class _SeededRandomGeoSampler(RandomGeoSampler):
-    """RandomGeoSampler whose tile choice also uses ``generator`` (0.8.1 uses the global RNG)."""
+    """RandomGeoSampler whose chips depend only on ``(seed, epoch)``.
+
+    Each ``__iter__`` draws from a generator seeded with :func:`epoch_seed` ``(seed, epoch)``, so
+    epoch ``e`` yields the same chips whether or not the run was interrupted and resumed before it
+    (torchgeo 0.8.1 draws the tile from the global RNG and keeps one generator for the whole run,
+    so a resumed run replayed epoch 0's chips). Lightning calls :meth:`set_epoch` before every
+    training epoch (as for ``DistributedSampler``); without it the epoch advances by one per pass.
+    ``seed=None`` keeps torchgeo's behaviour (global RNG, restored from checkpoints by geoemb).
+    """
+
+    def __init__(self, *args: Any, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = None if seed is None else int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the chips of ``epoch`` on the next pass."""
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[GeoQuery]:
+        generator = self.generator
+        if self.seed is not None:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        self.epoch += 1
         for _ in range(len(self)):
-            idx = int(torch.multinomial(self.areas, 1, generator=self.generator))
+            idx = int(torch.multinomial(self.areas, 1, generator=generator))
             bounds = self.bounds[idx]
             interval = self.intervals[idx]
-            x, y = get_random_bounding_box(bounds, self.size, self.res, self.generator)
+            x, y = get_random_bounding_box(bounds, self.size, self.res, generator)
             yield x, y, slice(interval.left, interval.right)
 
 
 def random_sampler(
     dataset: Any, size_px: int, length: int | None, seed: int | None = 0
 ) -> RandomGeoSampler:
-    """Seeded ``RandomGeoSampler(dataset, size=size_px, length=length, units=PIXELS)``.
+    """``RandomGeoSampler(dataset, size=size_px, length=length, units=PIXELS)`` seeded per epoch.
 
-    Index rows smaller than the chip are skipped by torchgeo; callers should check sizes first.
+    Epoch ``e`` samples with a generator seeded from ``(seed, e)`` (see
+    :class:`_SeededRandomGeoSampler`); index rows smaller than the chip are skipped by torchgeo,
+    so callers should check sizes first.
     """
-    generator = None
-    if seed is not None:
-        generator = torch.Generator().manual_seed(int(seed))
     return _SeededRandomGeoSampler(
-        dataset, size=size_px, length=length, units=Units.PIXELS, generator=generator
+        dataset, size=size_px, length=length, units=Units.PIXELS, seed=seed
     )
 
 

@@ -147,22 +147,27 @@ def _m(m: dict) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- heads
-def evaluate_head_checkpoint(ckpt_path: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
+def evaluate_head_checkpoint(
+    ckpt_path: str | os.PathLike, device: str = "cpu", trust_checkpoint: bool = False
+) -> dict[str, Any]:
     """Test a ``PoolingClassifier`` checkpoint on the test split it was trained for.
 
-    The data config comes from the checkpoint's ``geoemb`` metadata (written by train.py).
-    Returns one results row (``probe = end2end``).
+    The data config comes from the checkpoint's ``geoemb`` metadata (written by train.py). The file
+    is read once through :func:`geoemb.run.checkpoints.load_checkpoint` (``weights_only=True``,
+    ``_target_`` allowlist unless ``trust_checkpoint``). Returns one results row
+    (``probe = end2end``).
     """
     import hydra
     from omegaconf import OmegaConf
 
+    from geoemb.errors import CheckpointError
     from geoemb.probes import classification_metrics
-    from geoemb.tasks import load_checkpoint_meta, load_module
+    from geoemb.run.checkpoints import load_checkpoint
 
-    meta = load_checkpoint_meta(ckpt_path)
-    model = load_module(ckpt_path).eval().to(device)
+    loaded = load_checkpoint(ckpt_path, trust_checkpoint=trust_checkpoint)
+    meta, model = loaded.meta, loaded.module.eval().to(device)
     if not hasattr(model, "head_name"):
-        raise ValueError(
+        raise CheckpointError(
             f"{ckpt_path}: not a PoolingClassifier checkpoint ({meta['module_class']})"
         )
     dm = hydra.utils.instantiate(OmegaConf.create(meta["data"]))
@@ -243,6 +248,9 @@ class GeoPoolEvaluator(Evaluator):
         Where jobs/tables/plots go; default: the multirun sweep dir, else the run dir.
     heads:
         PoolingClassifier checkpoints (paths/globs) to evaluate into the same tables.
+    trust_checkpoint:
+        Skip the ``_target_`` allowlist for the ``heads`` checkpoints (set from the top-level
+        ``trust_checkpoint`` by evaluate.py; loading stays ``weights_only=True``).
     extra_results:
         More results CSVs (paths/globs), e.g. ``logs/train/pool_*/**/geopool_head_results.csv``.
     aggregate:
@@ -277,6 +285,7 @@ class GeoPoolEvaluator(Evaluator):
         aggregate: bool = True,
         seed: int = 0,
         progress: bool = True,
+        trust_checkpoint: bool = False,
     ) -> None:
         from geoemb.data.eurosat_embed import ENCODER_FORMATS, SPLIT_TYPES, VALUES
         from geoemb.pooling import ALL_METHODS, PARAMETRIC, TRAINING_FREE
@@ -326,6 +335,7 @@ class GeoPoolEvaluator(Evaluator):
         self.aggregate = bool(aggregate)
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.trust_checkpoint = bool(trust_checkpoint)
 
     # ------------------------------------------------------------------ data
     @property
@@ -541,7 +551,9 @@ class GeoPoolEvaluator(Evaluator):
         for pattern in self.heads:
             paths = sorted(glob.glob(str(pattern), recursive=True)) or [pattern]
             for p in paths:
-                row = evaluate_head_checkpoint(p, device=str(self.device))
+                row = evaluate_head_checkpoint(
+                    p, device=str(self.device), trust_checkpoint=self.trust_checkpoint
+                )
                 head_rows.append(row)
                 metrics[f"test/end2end_acc/{row['split_type']}/{row['encoder']}/{row['pool']}"] = (
                     row["accuracy"]

@@ -49,6 +49,8 @@ class RSCAnalysis(Evaluator):
     overlap_percentile, overlap_multiple : :func:`geoemb.analysis.erf.recommended_overlap` settings.
     device : ``auto`` | ``cpu`` | ``cuda``.
     seed : sampling seed.
+    trust_checkpoint : skip the ``_target_`` allowlist for these checkpoints (set from the top-level
+        ``trust_checkpoint`` by evaluate.py; loading stays ``weights_only=True``).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class RSCAnalysis(Evaluator):
         overlap_multiple: int = 32,
         device: str = "auto",
         seed: int = 0,
+        trust_checkpoint: bool = False,
     ) -> None:
         if not ckpt_path:
             raise ValueError(
@@ -94,15 +97,15 @@ class RSCAnalysis(Evaluator):
         self.overlap_multiple = overlap_multiple
         self.device = _device(device)
         self.seed = seed
+        self.trust_checkpoint = bool(trust_checkpoint)
 
     # ------------------------------------------------------------------ helpers
-    def _datamodule(self, ckpt: str):
+    def _datamodule(self, meta: dict):
+        """The checkpoint's data config (``meta["data"]``) with ``self.data`` merged on top."""
         import hydra
         from omegaconf import OmegaConf
 
-        from geoemb.tasks import load_checkpoint_meta
-
-        cfg = OmegaConf.create(load_checkpoint_meta(ckpt)["data"])
+        cfg = OmegaConf.create(meta["data"])
         if self.data:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(self.data))
         return hydra.utils.instantiate(cfg)
@@ -139,7 +142,7 @@ class RSCAnalysis(Evaluator):
         from geoemb.analysis.trf import theoretical_receptive_field
         from geoemb.metrics.rsc import distance_curve_frame, plot_distance_curves
         from geoemb.reporting.tables import write_table
-        from geoemb.tasks import load_module
+        from geoemb.run.checkpoints import load_checkpoint
         from geoemb.utils.io import atomic_write_text
 
         output_dir = Path(output_dir)
@@ -147,9 +150,14 @@ class RSCAnalysis(Evaluator):
         models = {self.name: self.ckpt_path, **self.compare}
         rows, curves, metrics = [], {}, {}
         main_model = main_ds = None
-        for name, ckpt in models.items():
-            model = load_module(ckpt).to(self.device).eval()
-            dm = self._datamodule(ckpt)
+        # every checkpoint read once and checked before any evaluation work
+        loaded = {
+            name: load_checkpoint(ckpt, trust_checkpoint=self.trust_checkpoint)
+            for name, ckpt in models.items()
+        }
+        for name, ckpt in loaded.items():
+            model = ckpt.module.to(self.device).eval()
+            dm = self._datamodule(ckpt.meta)
             dm.prepare_data()
             ds = dm.dataset(self.split)
             loader = dm.test_dataloader() if self.split == "test" else dm.val_dataloader()

@@ -49,7 +49,7 @@ import torch
 from rasterio.windows import Window
 
 from geoemb.inference.checks import AllNodataWarning, check_model_output, check_source
-from geoemb.inference.merge import MERGE_METHODS, RowBandMerger
+from geoemb.inference.merge import MergePolicy, RowBandMerger, merge_policy
 from geoemb.inference.output import check_output
 from geoemb.inference.reader import RasterSource, open_source
 from geoemb.inference.tiling import axis_starts
@@ -135,7 +135,7 @@ def predict_raster(
     tile_size: int = 512,
     stride: int = 448,
     batch_size: int = 8,
-    merge: str = "center",
+    merge: str | MergePolicy = "center",
     write_probabilities: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -168,8 +168,9 @@ def predict_raster(
         single pass under ``merge="center"``, use ``overlap >= 2 x`` receptive-field radius.
     batch_size : int
         Tiles per ``predict_fn`` call.
-    merge : {"center", "cosine"}
-        Keep-centre crop, or raised-cosine weighted blending of probabilities.
+    merge : str or MergePolicy
+        A :data:`~geoemb.inference.merge.MERGE_POLICIES` name: ``"center"`` (keep-centre crop)
+        or ``"cosine"`` (raised-cosine weighted blending of probabilities).
     write_probabilities : bool
         Also write ``K`` probability bands (quantised, see :class:`ClassMapWriter`).
     device : str or torch.device
@@ -208,7 +209,8 @@ def predict_raster(
     Raises
     ------
     ValueError
-        Bad arguments, or ``predict_fn`` returning the wrong shape.
+        Bad arguments (an unknown ``merge`` is an ``UnknownNameError`` listing the policies), or
+        ``predict_fn`` returning the wrong shape.
     OutputError
         ``output_path`` is the input (or one of a band folder's files), an existing directory,
         or cannot be created (:func:`~geoemb.inference.output.check_output`); raised before any
@@ -224,8 +226,7 @@ def predict_raster(
     AllNodataWarning
         No pixel of the scene is valid.
     """
-    if merge not in MERGE_METHODS:
-        raise ValueError(f"merge must be one of {MERGE_METHODS}, got {merge!r}")
+    policy = merge_policy(merge)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if not 1 <= stride <= tile_size:
@@ -250,7 +251,7 @@ def predict_raster(
                 tile_size=tile_size,
                 stride=stride,
                 batch_size=batch_size,
-                merge=merge,
+                policy=policy,
                 write_probabilities=write_probabilities,
                 device=torch.device(device),
                 progress=progress,
@@ -279,7 +280,7 @@ def _predict(
     tile_size: int,
     stride: int,
     batch_size: int,
-    merge: str,
+    policy: MergePolicy,
     write_probabilities: bool,
     device: torch.device,
     progress: bool,
@@ -296,17 +297,17 @@ def _predict(
     H, W, T = src.height, src.width, tile_size
     cdt = class_dtype(num_classes)
     P = num_classes if write_probabilities else 0  # probability bands written
-    merge_p = num_classes if (merge == "cosine" or write_probabilities) else 0
+    merge_p = policy.prob_channels(num_classes, write_probabilities)  # channels merged
     rows = axis_starts(H, T, stride)
     cols = axis_starts(W, T, stride)
 
-    per_col = T * (1 + cdt.itemsize + 4 * merge_p + (4 if merge == "cosine" else 0))
+    per_col = T * policy.bytes_per_pixel(cdt, merge_p)
     per_col += (block_size + T) * (1 + P) * cdt.itemsize
     stripes = _plan_stripes(W, block_size, per_col, max_buffer_bytes)
 
     tiles: list[_Tile] = []
     for s, (c0, c1) in enumerate(stripes):
-        need = RowBandMerger.needed_columns(cols, T, W, c0, c1, merge)
+        need = policy.needed_tiles(cols, T, W, c0, c1)
         for i, r in enumerate(rows):
             tiles.extend(_Tile(s, i, j, int(r), int(cols[j])) for j in need)
 
@@ -348,7 +349,7 @@ def _predict(
         if num_classes == 1 and activation == "sigmoid":
             y = torch.sigmoid(y)
         classes = None
-        if merge == "center":  # argmax of logits == argmax of softmax: no softmax needed
+        if policy.tile_classes:  # argmax of logits == argmax of softmax: no softmax needed
             c = (y[:, 0] > 0.5) if num_classes == 1 else channel_argmax(y)
             classes = c.cpu().numpy().astype(cdt, copy=False)
         if merge_p and activation == "softmax" and num_classes > 1:
@@ -421,7 +422,7 @@ def _predict(
                             writer.start_stripe(c0, c1)
                             timing["write_s"] += time.perf_counter() - tw
                             merger = RowBandMerger(
-                                rows, cols, H, W, T, c0, c1, merge, merge_p, cdt, emit
+                                rows, cols, H, W, T, c0, c1, policy, merge_p, cdt, emit
                             )
                             cur_stripe = t.stripe
                         if keep[k]:

@@ -18,8 +18,12 @@ Conventions (all from the reference code):
 
 Every metric keeps a fixed-size state (a 3×2 matrix, two integer sums, or a per-integer-distance
 histogram of ``max_distance`` bins), so memory is O(1) in the number of batches and the results are
-exact integers until the final division. Distances are computed on the input's device with
-:func:`geoemb.metrics.distance.l1_distance_transform`.
+exact integers until the final division. Distances are computed on the input's device: on CPU by a
+fused numba kernel that reads each batch once and transforms only the rows holding TC pixels
+(``geoemb.metrics._rsc_numba``; identical to the reference's ``cv2.distanceTransform`` L1 call,
+which is the fallback without numba), elsewhere with
+:func:`geoemb.metrics.distance.l1_distance_transform`. A batch's distances are computed once and
+shared by every distance metric updated with that batch (a content-keyed one-entry cache).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from geoemb.metrics.distance import l1_distance_transform
+from geoemb.metrics.distance import cached_transform
 
 __all__ = [
     "RSCConfusionMatrix",
@@ -53,8 +57,8 @@ __all__ = [
 REFERENCE_MAX_DISTANCE = 8192
 
 
-def _check(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and normalise ``preds`` to a ``(B, H, W)`` bool road map and ``target`` to long."""
+def _shapes(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits → road map, 2-D → batch of one, shape check; bool/float targets → int64."""
     if preds.ndim == 4:  # logits (B, K, H, W)
         preds = preds.argmax(1) >= 1
     if target.ndim == 2:
@@ -66,26 +70,92 @@ def _check(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, tor
             f"preds must be (B, H, W) (or logits (B, K, H, W)) and target (B, H, W) of the same "
             f"shape; got preds {tuple(preds.shape)}, target {tuple(target.shape)}"
         )
-    target = target.long()
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) > 2):
-        raise ValueError(
-            "target must hold 0 = background, 1 = road, 2 = canopy over road; got values in "
-            f"[{int(target.min())}, {int(target.max())}]"
-        )
-    if preds.dtype != torch.bool:
-        if preds.numel() and (int(preds.min()) < 0 or int(preds.max()) > 1):
-            raise ValueError(
-                "preds must hold 0 = not road, 1 = road (binary model argmax); got values in "
-                f"[{int(preds.min())}, {int(preds.max())}]"
-            )
-        preds = preds.bool()
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        target = target.long()
     return preds, target
+
+
+def _range_error(what: str, lo: int, hi: int) -> ValueError:
+    meaning = (
+        "0 = background, 1 = road, 2 = canopy over road"
+        if what == "target"
+        else "0 = not road, 1 = road (binary model argmax)"
+    )
+    return ValueError(f"{what} must hold {meaning}; got values in [{lo}, {hi}]")
+
+
+def _check(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and normalise ``preds`` to a ``(B, H, W)`` bool road map and ``target`` to integers
+    (torch, any device; one ``aminmax`` pass per integer input)."""
+    preds, target = _shapes(preds, target)
+    if target.numel():
+        lo, hi = (int(v) for v in torch.aminmax(target))
+        if lo < 0 or hi > 2:
+            raise _range_error("target", lo, hi)
+    if preds.dtype != torch.bool:
+        if preds.numel():
+            lo, hi = (int(v) for v in torch.aminmax(preds))
+            if lo < 0 or hi > 1:
+                raise _range_error("preds", lo, hi)
+        preds = preds != 0
+    return preds, target
+
+
+def _numba_kernel():
+    """The fused CPU kernel module, or None when numba is not installed."""
+    try:
+        from geoemb.metrics import _rsc_numba
+    except ImportError:
+        return None
+    return _rsc_numba
+
+
+def _tc_distances_cpu(
+    kernel, preds: torch.Tensor, target: torch.Tensor, max_distance: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """CPU path of :func:`_tc_distances`: one fused numba pass per patch (see ``_rsc_numba``)."""
+    t, p = target.numpy(), preds.numpy()
+    d, hit, n_tc, bad = kernel.tc_distances_cpu(t, p, max_distance)
+    if bad >= 0:  # name the offending input with its real range (slow path, error only)
+        for what, x, top in (("target", t[bad], 2), ("preds", p[bad], 1)):
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi > top:
+                raise _range_error(what, lo, hi)
+    return torch.from_numpy(d), torch.from_numpy(hit), n_tc
+
+
+def _tc_distances(
+    preds: torch.Tensor, target: torch.Tensor, max_distance: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`tc_distances` on inputs normalised by :func:`_shapes`; validates them and also returns
+    the number of TC pixels before the ``d < max_distance`` filter."""
+    if target.device.type == "cpu" and preds.device.type == "cpu":
+        kernel = _numba_kernel()
+        if kernel is not None:
+            return _tc_distances_cpu(kernel, preds, target, max_distance)
+    preds, target = _check(preds, target)
+    tc_all = target == 2
+    has_tc = tc_all.flatten(1).any(1)
+    if not bool(has_tc.all()):  # the reference only transforms patches that contain TC
+        preds, target, tc_all = preds[has_tc], target[has_tc], tc_all[has_tc]
+    if target.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=target.device)
+        return empty, empty.bool(), 0
+    n_tc = int(tc_all.sum())
+    dist = cached_transform(target == 1)
+    tc = tc_all & (dist < max_distance)
+    return dist[tc].long(), preds[tc], n_tc
 
 
 def tc_distances(
     preds: torch.Tensor, target: torch.Tensor, max_distance: int = REFERENCE_MAX_DISTANCE
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """L1 distances and hits of the TC pixels of a batch (the reference's ``d_i``, ``p_i``).
+
+    On CPU a fused numba kernel computes the exact L1 distances of the TC pixels only (identical
+    to the reference's ``cv2.distanceTransform(..., DIST_L1, 3)``; without numba, OpenCV); on other
+    devices :func:`~geoemb.metrics.distance.l1_distance_transform`. Either way one computation
+    per batch is shared by every distance metric updated with it (a content-keyed cache).
 
     Parameters
     ----------
@@ -100,16 +170,9 @@ def tc_distances(
     (d, hit):
         1-D ``int64`` distances and 1-D bool hits, in row-major order over ``(B, H, W)``.
     """
-    preds, target = _check(preds, target)
-    has_tc = (target == 2).flatten(1).any(1)
-    if not bool(has_tc.all()):  # the reference only transforms patches that contain TC
-        preds, target = preds[has_tc], target[has_tc]
-    if target.shape[0] == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=target.device)
-        return empty, empty.bool()
-    dist = l1_distance_transform(target == 1)
-    tc = (target == 2) & (dist < max_distance)
-    return dist[tc].long(), preds[tc]
+    preds, target = _shapes(preds, target)
+    d, hit, _ = _tc_distances(preds, target, max_distance)
+    return d.clone(), hit.clone()  # the cache keeps the originals
 
 
 class RSCConfusionMatrix(Metric):
@@ -129,7 +192,7 @@ class RSCConfusionMatrix(Metric):
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate ``preds`` ``(B, H, W)`` {0, 1} against ``target`` ``(B, H, W)`` {0, 1, 2}."""
         preds, target = _check(preds, target)
-        idx = target.reshape(-1) * 2 + preds.reshape(-1).long()
+        idx = target.reshape(-1).long() * 2 + preds.reshape(-1)
         self.cnf += torch.bincount(idx, minlength=6).reshape(3, 2)
 
     @staticmethod
@@ -207,12 +270,12 @@ class DistanceWeightedRecall(Metric):
             self.add_state(name, default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        preds, target = _check(preds, target)
-        d, hit = tc_distances(preds, target, self.max_distance)
+        preds, target = _shapes(preds, target)
+        d, hit, n_tc = _tc_distances(preds, target, self.max_distance)
         self.weighted_hits += (d * hit).sum()
         self.weight_total += d.sum()
         self.n_pixels += d.numel()
-        self.n_dropped += (target == 2).sum() - d.numel()
+        self.n_dropped += n_tc - d.numel()
 
     def compute(self) -> torch.Tensor:
         if self.weight_total == 0:

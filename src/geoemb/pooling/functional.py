@@ -28,11 +28,17 @@ sample.  For ``center_weighted_mean`` the Gaussian weights keep their positions 
 ``H x W`` grid and are renormalised over the valid pixels.  For ``flattened_cov`` with a single
 valid pixel the denominator is ``max(n - 1, 1)`` (the README formula), i.e. a zero matrix.
 
-Implementation notes: one pass per needed statistic over a ``(b, D, H*W)`` view of a chunk of
-the batch, shared between methods by :func:`pool_many`; covariance is one batched matmul of the
-centred pixels; all quantiles come from one sort (numpy's SIMD sort on CPU, ``torch.sort`` on
-other devices or when gradients are needed).  Computation is in float32 (float64 if the input is
-float64) with two-pass centring for the second moments.
+Implementation notes: statistics are computed per chunk of the batch over a ``(b, D, H*W)`` view
+and shared between methods by :func:`pool_many`.  On CPU without autograd, whenever a second or
+third moment is wanted (``std``, ``mean_std``, ``stats``, ``gem``, ``flattened_cov``), the mean,
+centred sum of squares and sum of cubes come from ONE fused pass (:mod:`geoemb.pooling._moments`,
+numba) accumulating in float64 around a per-row shift; otherwise (GPU, autograd, ``mean`` alone)
+they are torch reductions (float32, two-pass centring for the variance).  ``max``/``min`` are torch
+reductions.  Covariance is centred and accumulated in float64 like the reference's ``np.cov`` (on
+CPU per sample through a cached float64 buffer and BLAS ``dsyrk``) and cast back, so a float32
+cache of the reference and ours agree to float32 rounding.  All quantiles come from one sort
+(numpy's SIMD sort on CPU, ``torch.sort`` on other devices or when gradients are needed).  Results
+are float32 (float64 if the input is float64).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from geoemb.pooling._chunk import _Chunk, center_weights, matmul  # noqa: F401 (re-exported)
 
 TRAINING_FREE: list[str] = [
     "mean",
@@ -139,184 +147,6 @@ def check_empty(counts: Tensor, empty: str, offset: int = 0) -> Tensor | None:
     return is_empty
 
 
-def center_weights(
-    h: int, w: int, device: torch.device | str = "cpu", dtype=torch.float32
-) -> Tensor:
-    """Gaussian centre weights of the reference, shape (H, W), summing to 1.
-
-    ``w[y, x] = exp(-((x - cx)^2 + (y - cy)^2) / (2 sigma^2))`` with ``cx = (W-1)/2``,
-    ``cy = (H-1)/2`` and ``sigma = min(H, W) / 4``; computed in float64 then cast.
-    """
-    sigma = min(h, w) / 4.0
-    yy = torch.arange(h, dtype=torch.float64)[:, None] - (h - 1) / 2.0
-    xx = torch.arange(w, dtype=torch.float64)[None, :] - (w - 1) / 2.0
-    wt = torch.exp(-(xx**2 + yy**2) / (2.0 * sigma**2))
-    wt = wt / wt.sum()
-    return wt.to(device=device, dtype=dtype)
-
-
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``torch.matmul``; on CPU without autograd it runs numpy's matmul (OpenBLAS), which is
-    1.5-5x faster than torch's MKL GEMM on AMD CPUs for these shapes.  Results are equal up to
-    float rounding."""
-    if a.device.type == "cpu" and not (a.requires_grad or b.requires_grad):
-        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
-    return torch.matmul(a, b)
-
-
-# ----------------------------------------------------------------------------------------------
-# shared per-chunk statistics
-# ----------------------------------------------------------------------------------------------
-class _Chunk:
-    """Lazily computed statistics of one chunk ``x`` (b, D, N) with optional mask (b, N)."""
-
-    def __init__(self, x: Tensor, mask: Tensor | None, h: int, w: int) -> None:
-        self.x = x
-        self.mask = mask
-        self.h, self.w = h, w
-        self._cache: dict[str, object] = {}
-        n_pix = x.shape[-1]
-        if mask is None:
-            self.counts = torch.full((x.shape[0],), n_pix, device=x.device, dtype=torch.long)
-        else:
-            self.counts = mask.sum(-1)
-
-    def _get(self, key: str, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    # masked helpers ---------------------------------------------------------------------------
-    @property
-    def m3(self) -> Tensor:  # (b, 1, N) bool
-        return self.mask[:, None, :]
-
-    @property
-    def xz(self) -> Tensor:
-        """x with invalid pixels set to 0 (so NaN nodata cannot leak)."""
-        if self.mask is None:
-            return self.x
-        return self._get("xz", lambda: torch.where(self.m3, self.x, self.x.new_zeros(())))
-
-    @property
-    def n(self) -> Tensor:  # (b, 1) float counts, clamped >= 1
-        return self._get("n", lambda: self.counts.clamp_min(1).to(self.x.dtype)[:, None])
-
-    # moments -----------------------------------------------------------------------------------
-    def mean(self) -> Tensor:
-        return self._get("mean", lambda: self.xz.sum(-1) / self.n)
-
-    def max(self) -> Tensor:
-        def f():
-            if self.mask is None:
-                return self.x.amax(-1)
-            return torch.where(self.m3, self.x, self.x.new_full((), -math.inf)).amax(-1)
-
-        return self._get("max", f)
-
-    def min(self) -> Tensor:
-        def f():
-            if self.mask is None:
-                return self.x.amin(-1)
-            return torch.where(self.m3, self.x, self.x.new_full((), math.inf)).amin(-1)
-
-        return self._get("min", f)
-
-    def centered(self) -> Tensor:
-        def f():
-            c = self.x - self.mean()[..., None]
-            if self.mask is not None:
-                c = torch.where(self.m3, c, c.new_zeros(()))
-            return c
-
-        return self._get("centered", f)
-
-    def std(self) -> Tensor:
-        def f():
-            c = self.centered()
-            if c.device.type == "cpu" and not c.requires_grad:
-                cn = c.numpy()
-                ss = torch.from_numpy(np.einsum("bdn,bdn->bd", cn, cn))
-            else:
-                ss = torch.linalg.vector_norm(c, dim=-1) ** 2
-            return torch.sqrt(ss / self.n)
-
-        return self._get("std", f)
-
-    def gem(self) -> Tensor:
-        def f():
-            xz = self.xz
-            # sum x^3 == sum sign(x)|x|^3; numpy's fused SIMD einsum is ~5x faster on CPU
-            if xz.device.type == "cpu" and not xz.requires_grad:
-                xn = xz.numpy()
-                s3 = torch.from_numpy(np.einsum("bdn,bdn,bdn->bd", xn, xn, xn))
-            else:
-                s3 = torch.linalg.vecdot(xz * xz, xz)
-            m = s3 / self.n
-            return torch.sign(m) * m.abs().pow(1.0 / 3.0)
-
-        return self._get("gem", f)
-
-    def center_weighted_mean(self) -> Tensor:
-        def f():
-            wt = center_weights(self.h, self.w, self.x.device, self.x.dtype).reshape(-1)
-            if self.mask is None:
-                return torch.matmul(self.x, wt)
-            wm = wt[None, :] * self.mask.to(self.x.dtype)  # (b, N)
-            num = torch.matmul(self.xz, wm[:, :, None])[..., 0]
-            return num / wm.sum(-1, keepdim=True)
-
-        return self._get("cwm", f)
-
-    def cov_triu(self) -> Tensor:
-        def f():
-            c = self.centered()
-            d = c.shape[1]
-            cov = matmul(c, c.transpose(1, 2))
-            denom = (self.counts - 1).clamp_min(1).to(c.dtype)[:, None]
-            iu = torch.triu_indices(d, d, device=c.device)
-            flat = iu[0] * d + iu[1]
-            return cov.reshape(c.shape[0], d * d)[:, flat] / denom
-
-        return self._get("cov", f)
-
-    # quantiles ---------------------------------------------------------------------------------
-    def sorted(self) -> Tensor:
-        """Values sorted ascending along pixels; invalid pixels (+inf) at the end."""
-
-        def f():
-            xs = self.x
-            if self.mask is not None:
-                xs = torch.where(self.m3, xs, xs.new_full((), math.inf))
-            if xs.device.type == "cpu" and not xs.requires_grad:
-                # numpy's SIMD sort is several times faster than torch.sort on CPU
-                return torch.from_numpy(np.sort(xs.numpy(), axis=-1))
-            return torch.sort(xs, dim=-1).values
-
-        return self._get("sorted", f)
-
-    def quantile(self, q_percent: float) -> Tensor:
-        """Linear-interpolation percentile (numpy ``method="linear"``) of the valid pixels."""
-
-        def f():
-            s = self.sorted()
-            q = q_percent / 100.0
-            nm1 = (self.counts - 1).clamp_min(0).to(torch.float64)
-            virt = q * nm1  # (b,)
-            lo = torch.floor(virt)
-            gamma = (virt - lo).to(s.dtype)[:, None]
-            lo_i = lo.to(torch.long)
-            hi_i = torch.minimum(lo_i + 1, nm1.to(torch.long))
-            d = s.shape[1]
-            a = torch.gather(s, -1, lo_i[:, None, None].expand(-1, d, 1))[..., 0]
-            b = torch.gather(s, -1, hi_i[:, None, None].expand(-1, d, 1))[..., 0]
-            diff = b - a
-            # numpy's _lerp: a + diff*t, or b - diff*(1-t) for t >= 0.5
-            return torch.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-
-        return self._get(f"q{q_percent}", f)
-
-
 def _method_from_chunk(ch: _Chunk, method: str) -> Tensor:
     if method == "mean":
         return ch.mean()
@@ -344,9 +174,7 @@ def _method_from_chunk(ch: _Chunk, method: str) -> Tensor:
 
 
 def unknown_method_message(method: str) -> str:
-    from geoemb.pooling.registry import ALL_METHODS
-
-    return f"pooling: unknown method {method!r}; valid methods: {', '.join(ALL_METHODS)}"
+    return f"pooling: unknown training-free method {method!r}; valid: {', '.join(TRAINING_FREE)}"
 
 
 def _default_chunk(x: Tensor) -> int:
@@ -393,7 +221,7 @@ def pool_training_free_many(
     outs: dict[str, list[Tensor]] = {m: [] for m in methods}
     for s in range(0, bsz, step):
         mc = None if mf is None else mf[s : s + step]
-        ch = _Chunk(xf[s : s + step], mc, h, w)
+        ch = _Chunk(xf[s : s + step], mc, h, w, methods)
         empty_rows = check_empty(ch.counts, empty, offset=s) if mc is not None else None
         for m in methods:
             out = _method_from_chunk(ch, m)

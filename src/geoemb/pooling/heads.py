@@ -6,7 +6,7 @@ is mask-aware: invalid pixels (mask False) have no influence on the output or th
 excluded from every sum, mean and softmax).  A sample without any valid pixel raises
 ``ValueError`` naming its batch index.
 
-Names for :func:`build_head`:
+Names for :func:`build_head` (the :data:`HEADS` registry):
 
 ``attention_mil``
     Gated attention MIL pooling (Ilse, Tomczak & Welling, ICML 2018):
@@ -35,6 +35,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from geoemb.pooling.functional import as_raster, check_empty, check_mask
+from geoemb.utils.registry import Registry
 
 
 def _pixels_and_mask(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -273,12 +274,22 @@ class PooledClassifier(nn.Module):
         return self.fc(self.drop(self.head(x, mask)))
 
 
-HEADS: dict[str, type[nn.Module]] = {
-    "attention_mil": AttentionMILHead,
-    "gem": GeMHead,
-    "pma": PMAHead,
-    "lowrank_bilinear": LowRankBilinearHead,
-}
+#: Learnable pooling heads: name -> ``cls(in_dim, **kw)`` (the width is the module's ``out_dim``).
+HEADS = Registry("head")
+HEADS.add(
+    "attention_mil",
+    AttentionMILHead,
+    description="gated attention-MIL pooling (Ilse et al. 2018); out_dim D or proj_dim",
+)
+HEADS.add("gem", GeMHead, description="learnable signed GeM, p = softplus(theta); out_dim D")
+HEADS.add(
+    "pma", PMAHead, description="pooling by multihead attention (Set Transformer); out_dim k * dim"
+)
+HEADS.add(
+    "lowrank_bilinear",
+    LowRankBilinearHead,
+    description="learned low-rank second-order pooling; out_dim r + r(r+1)/2",
+)
 
 
 def build_head(name: str, in_dim: int, **kw) -> nn.Module:
@@ -286,7 +297,7 @@ def build_head(name: str, in_dim: int, **kw) -> nn.Module:
 
     Parameters
     ----------
-    name : {"attention_mil", "gem", "pma", "lowrank_bilinear"}
+    name : a :data:`HEADS` name (``attention_mil``, ``gem``, ``pma``, ``lowrank_bilinear``)
     in_dim : int
         Embedding dimension D.
     **kw : head-specific arguments (see the classes).
@@ -294,10 +305,13 @@ def build_head(name: str, in_dim: int, **kw) -> nn.Module:
     Returns
     -------
     nn.Module with ``forward(x (B, D, H, W), mask (B, H, W)|None) -> (B, out_dim)``.
+
+    Raises
+    ------
+    UnknownNameError
+        ``name`` is not a head (a ``ValueError``; the message lists the valid names).
     """
-    if name not in HEADS:
-        raise ValueError(f"build_head: unknown head {name!r}; valid heads: {', '.join(HEADS)}")
-    return HEADS[name](in_dim, **kw)
+    return HEADS.build(name, in_dim=in_dim, **kw)
 
 
 __all__ = [

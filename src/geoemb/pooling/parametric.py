@@ -15,6 +15,7 @@ Reference (``reference/geopool.md`` section 6):
 
 The fitted state is a small picklable dataclass of tensors with ``.to(device)``; fitting and
 pooling run on the device of the inputs.
+Names (``pca_<k>``, ``bovw_<K>``) are resolved only in :mod:`geoemb.pooling.registry`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from geoemb.pooling.functional import (
     check_mask,
     pool_training_free_many,
 )
-
-PARAMETRIC: list[str] = ["pca_64", "bovw_128"]
 
 
 @dataclass
@@ -191,14 +190,21 @@ def transform_pca(
 ) -> Tensor:
     """(B, D, H, W) -> (B, k): centred projection of the (masked) mean vectors."""
     m = pool_training_free_many(x, ["mean"], mask=mask, empty=empty)["mean"]
-    if m.shape[1] != state.mean.shape[0]:
+    return transform_pca_vectors(m, state)
+
+
+def transform_pca_vectors(vectors: Tensor, state: PCAState) -> Tensor:
+    """(N, D) mean vectors -> (N, k): centred projection in float64, cast back to their dtype."""
+    if vectors.shape[1] != state.mean.shape[0]:
         raise ValueError(
-            f"pool({state.name!r}): x has D={m.shape[1]} but the state was fit with "
+            f"pool({state.name!r}): x has D={vectors.shape[1]} but the state was fit with "
             f"D={state.mean.shape[0]}"
         )
-    st = state.to(m.device)
-    out = (m.to(torch.float64) - st.mean.to(torch.float64)) @ st.components.to(torch.float64).T
-    return out.to(m.dtype)
+    st = state.to(vectors.device)
+    out = (vectors.to(torch.float64) - st.mean.to(torch.float64)) @ st.components.to(
+        torch.float64
+    ).T
+    return out.to(vectors.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,38 +430,3 @@ def transform_bovw(
     if not out:
         return x.new_zeros((0, k))
     return torch.cat(out, 0)
-
-
-def fit_parametric(
-    name: str,
-    x_train: Tensor | Iterable,
-    mask_train: Tensor | None = None,
-    seed: int = 0,
-    **kw,
-) -> PCAState | BoVWState:
-    """Fit a parametric pooling on train data.
-
-    Parameters
-    ----------
-    name : ``"pca_<k>"`` or ``"bovw_<K>"`` (registry keys ``pca_64``, ``bovw_128``)
-    x_train : Tensor (N, D, H, W) or iterable of batches (tensor, ``(x, mask)`` or dict)
-    mask_train : bool Tensor (N, H, W), optional
-    seed : int
-        Used by BoVW (shuffle, init); PCA is deterministic.
-    **kw : forwarded to :func:`fit_pca` / :func:`fit_bovw`
-
-    Returns
-    -------
-    PCAState or BoVWState
-    """
-    kind, _, num = name.partition("_")
-    if kind in ("pca", "bovw") and num.isdigit():
-        if kind == "pca":
-            return fit_pca(x_train, mask_train, n_components=int(num), **kw)
-        return fit_bovw(x_train, mask_train, n_clusters=int(num), seed=seed, **kw)
-    from geoemb.pooling.registry import PARAMETRIC as REG_PARAM
-
-    raise ValueError(
-        f"fit_parametric: unknown parametric method {name!r}; valid: {', '.join(REG_PARAM)} "
-        "(or pca_<k>, bovw_<K>)"
-    )

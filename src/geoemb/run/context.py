@@ -76,6 +76,31 @@ class RunContext:
         """A context for use outside Hydra (notebooks, tests): local logging only."""
         return cls(output_dir=Path(output_dir), seed=seed, device=device, **kwargs)
 
+    @classmethod
+    def from_config(cls, cfg: Any, output_dir: Path, logger: RunLogger) -> RunContext:
+        """Build the context of a Hydra run (the only place that reads Hydra's runtime state)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        shared, multirun, job = None, False, None
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+            if multirun:
+                shared, job = Path(hc.sweep.dir), hc.job.get("num")
+        data = cfg.get("data")
+        synthetic = data is not None and bool(data.get("synthetic", False))
+        return cls(
+            output_dir=output_dir,
+            shared_dir=shared,
+            logger=logger,
+            seed=int(cfg.seed),
+            device=str(cfg.get("device") or "auto"),
+            trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
+            is_multirun=multirun,
+            job_num=None if job is None else int(job),
+            data_source="synthetic" if synthetic else "real",
+        )
+
     @property
     def synthetic(self) -> bool:
         return self.data_source == "synthetic"
@@ -85,5 +110,5 @@ class RunContext:
         from geoemb.run.checkpoints import load_module
 
         return load_module(
-            ckpt_path, trust=self.trust_checkpoint, map_location=map_location or "cpu"
+            ckpt_path, trust_checkpoint=self.trust_checkpoint, map_location=map_location or "cpu"
         )

@@ -1,4 +1,9 @@
-"""Segmentation network factory (registry of named nets, all buildable offline with no weights)."""
+"""Segmentation network factory: the :data:`NETS` registry of named nets, all buildable offline
+with no weights.
+
+torchvision's and segmentation_models_pytorch's model modules are imported when a net of theirs is
+built (each takes seconds to import and most runs build one net); this is not an import cycle.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from geoemb.utils.registry import Registry
 
 
 class _TorchvisionDeepLab(nn.Module):
@@ -78,17 +85,40 @@ class TinyConvNet(nn.Module):
         return self.net(x)
 
 
-NETS: dict[str, Callable[..., nn.Module]] = {
-    "deeplabv3_resnet50": _deeplabv3_resnet50,
-    "unet_resnet18": _smp("unet", "resnet18"),
-    "unet_resnet34": _smp("unet", "resnet34"),
-    "unet_resnet50": _smp("unet", "resnet50"),
-    "deeplabv3plus_resnet18": _smp("deeplabv3plus", "resnet18"),
-    "deeplabv3plus_resnet50": _smp("deeplabv3plus", "resnet50"),
-    "segformer_mit_b0": _smp("segformer", "mit_b0"),
-    "segformer_mit_b2": _smp("segformer", "mit_b2"),
-    "tiny_cnn": lambda in_channels, num_classes, **kw: TinyConvNet(in_channels, num_classes, **kw),
-}
+def _tiny_cnn(in_channels: int, num_classes: int, **kw) -> nn.Module:
+    return TinyConvNet(in_channels, num_classes, **kw)
+
+
+#: Segmentation nets: name -> ``builder(in_channels, num_classes, **kw)`` returning logits
+#: ``(B, num_classes, H, W)``; ``meta(library=...)`` says what builds it.
+NETS = Registry("segmentation net")
+NETS.add(
+    "deeplabv3_resnet50",
+    _deeplabv3_resnet50,
+    library="torchvision",
+    description="DeepLabV3-ResNet50 (TorchGeo ESW tutorial), new in_channels conv1",
+)
+for _arch, _encoder, _label in (
+    ("unet", "resnet18", "U-Net"),
+    ("unet", "resnet34", "U-Net"),
+    ("unet", "resnet50", "U-Net"),
+    ("deeplabv3plus", "resnet18", "DeepLabV3+"),
+    ("deeplabv3plus", "resnet50", "DeepLabV3+"),
+    ("segformer", "mit_b0", "SegFormer"),
+    ("segformer", "mit_b2", "SegFormer"),
+):
+    NETS.add(
+        f"{_arch}_{_encoder}",
+        _smp(_arch, _encoder),
+        library="segmentation_models_pytorch",
+        description=f"{_label} with a {_encoder} encoder (smp)",
+    )
+NETS.add(
+    "tiny_cnn",
+    _tiny_cnn,
+    library="geoemb",
+    description="depth x (3x3 conv + ReLU), 1x1 head; receptive field 2*depth + 1 (tests)",
+)
 
 
 def build_net(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
@@ -97,11 +127,14 @@ def build_net(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Mod
     Parameters
     ----------
     name:
-        Registry key, one of :data:`NETS` (e.g. ``deeplabv3_resnet50``, ``unet_resnet18``,
-        ``segformer_mit_b0``).
+        A :data:`NETS` name (e.g. ``deeplabv3_resnet50``, ``unet_resnet18``,
+        ``segformer_mit_b0``); ``print(NETS.describe())`` lists them.
     in_channels, num_classes:
         Input channels (e.g. 9 for ESW: 6 bands + 3 indices) and output classes.
+
+    Raises
+    ------
+    UnknownNameError
+        ``name`` is not a net (a ``ValueError``; the message lists the valid names).
     """
-    if name not in NETS:
-        raise ValueError(f"unknown segmentation net {name!r}; expected one of {sorted(NETS)}")
-    return NETS[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
+    return NETS.build(name, in_channels=in_channels, num_classes=num_classes, **kwargs)

@@ -21,8 +21,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from geoemb.metrics.water import PerBatchMeanIoU, PerBatchMeanOA
 from geoemb.segmentation.models import build_net
-from geoemb.utils.config import build_optimization, instantiate_part
-from geoemb.utils.config import plain as _plain
+from geoemb.parts import build_optimization, instantiate_part
+from geoemb.parts import plain as _plain
 
 
 class SegmentationModule(LightningModule):

@@ -3,29 +3,39 @@
 Generalises "Characterizing Census Blocks with Satellite Embedding Statistics" (Robinson & Corley,
 2026): any :mod:`geoemb.pooling` method pooled per polygon over (multi-tile, multi-CRS) embedding
 rasters, a PCA-3 RGB map, and the census-style evaluation (OLS R², CV logistic accuracy, PC
-correlations). CLI: ``python -m geoemb.zonal {stats,pca-rgb,evaluate,synthetic} ...``.
+correlations). Parameter objects (:mod:`geoemb.zonal.params`) hold every knob once; the report
+and plots are :mod:`geoemb.reporting.zonal`. CLI: ``geoemb zonal …`` / ``python -m geoemb.zonal
+{stats,pca-rgb,evaluate,synthetic} ...`` (:mod:`geoemb.zonal.cli`).
 """
 
 from geoemb.zonal.analysis import (
     ZonalEvaluation,
     census_targets,
     cv_logistic_accuracy,
+    evaluate_census,
     evaluate_features,
-    evaluate_file,
     majority_baseline,
     ols_r2,
     pc_correlations,
     pca_scores,
-    write_report,
+)
+from geoemb.zonal.checks import ZonalWarning, check_output
+from geoemb.zonal.footprints import catalog_from_tiles, tile_footprint
+from geoemb.zonal.params import (
+    CensusAnalysis,
+    PoolingSpec,
+    RasterInputs,
+    ZonalFilters,
+    default_workers,
 )
 from geoemb.zonal.pca_rgb import pca_colors, pca_rgb_raster
 from geoemb.zonal.sources import (
     TileMeta,
     catalog_from_index,
-    catalog_from_tiles,
     decode_values,
     read_polygons,
     read_tile_meta,
+    tile_metas,
 )
 from geoemb.zonal.stats import (
     PIXEL_COUNT,
@@ -41,16 +51,23 @@ from geoemb.zonal.stats import (
 __all__ = [
     "PIXEL_COUNT",
     "TILE_COUNT",
+    "CensusAnalysis",
+    "PoolingSpec",
+    "RasterInputs",
     "TileMeta",
     "ZonalEvaluation",
+    "ZonalFilters",
+    "ZonalWarning",
     "apply_filters",
     "catalog_from_index",
     "catalog_from_tiles",
     "census_targets",
+    "check_output",
     "cv_logistic_accuracy",
     "decode_values",
+    "default_workers",
+    "evaluate_census",
     "evaluate_features",
-    "evaluate_file",
     "feature_names",
     "majority_baseline",
     "ols_r2",
@@ -62,7 +79,8 @@ __all__ = [
     "read_features",
     "read_polygons",
     "read_tile_meta",
+    "tile_footprint",
+    "tile_metas",
     "write_geoparquet",
-    "write_report",
     "zonal_stats",
 ]

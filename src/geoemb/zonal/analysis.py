@@ -4,18 +4,26 @@
 - stratified 5-fold logistic-regression accuracy (mean ± std over folds) for a binary target,
   against the majority-class baseline;
 - Pearson correlation of the first PCs with the targets;
-- a Markdown report with tables and plots.
+and :func:`evaluate_census`, which reads a features file and runs all of it. The Markdown report
+and its plots are made by :mod:`geoemb.reporting.zonal`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
-from geoemb.utils.io import atomic_path, atomic_write_text
+from geoemb.errors import InputError
+from geoemb.zonal.output import read_features
+from geoemb.zonal.params import CensusAnalysis
+from geoemb.zonal.sources import PathLike
 
 #: Continuous targets derived from TIGER/Line block attributes (names as the blog's table).
 CENSUS_TARGETS = (
@@ -113,10 +121,6 @@ def cv_logistic_accuracy(
     Returns ``(mean, std (ddof=0), per-fold accuracies)``; folds are
     ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
-
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     scores = []
@@ -133,8 +137,6 @@ def cv_logistic_accuracy(
 
 def pca_scores(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """First ``k`` principal-component scores (N, k) and explained-variance ratios (k,)."""
-    from sklearn.decomposition import PCA
-
     k = min(k, X.shape[1], X.shape[0])
     pca = PCA(n_components=k).fit(X)
     return pca.transform(X), pca.explained_variance_ratio_
@@ -167,6 +169,8 @@ class ZonalEvaluation:
     n: int
     scores: np.ndarray  # (N, k) PC scores used for the plots
     targets: pd.DataFrame
+    data_source: str = "real"  # "synthetic" for features of geoemb's stand-in
+    n_splits: int = 5  # CV folds of the classification
 
 
 def evaluate_features(
@@ -186,7 +190,7 @@ def evaluate_features(
     ok = np.isfinite(X).all(axis=1)
     X, targets = X[ok], targets.loc[ok].reset_index(drop=True)
     if len(X) < 3:
-        raise ValueError(f"need at least 3 polygons with finite features, got {len(X)}")
+        raise InputError(f"need at least 3 polygons with finite features, got {len(X)}")
     Z, evr = pca_scores(X, pca_k)
     rows, metrics = [], {"zonal/n_polygons": float(len(X)), "zonal/pca_explained": float(evr.sum())}
     for name in targets.columns:
@@ -238,139 +242,38 @@ def evaluate_features(
         n=len(X),
         scores=Z,
         targets=targets,
+        n_splits=int(n_splits),
     )
 
 
-def _save_fig(fig, path: Path) -> Path:  # noqa: ANN001
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    return path
-
-
-def make_plots(
-    ev: ZonalEvaluation, out_dir: Path, binary_target: str | None = "urban"
-) -> dict[str, Path]:
-    """R² bar chart and PC1/PC2 scatter (coloured by the binary target); returns name -> PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    if len(ev.r2):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ypos = np.arange(len(ev.r2))
-        ax.barh(ypos - 0.2, ev.r2["r2_full"], 0.4, label="full features")
-        ax.barh(ypos + 0.2, ev.r2["r2_pca"], 0.4, label=f"PCA-{ev.pca_k}")
-        ax.set_yticks(ypos, ev.r2["variable"])
-        ax.invert_yaxis()
-        ax.set_xlabel("in-sample OLS R²")
-        ax.legend(loc="lower right")
-        paths["r2"] = _save_fig(fig, out_dir / "r2.png")
-        plt.close(fig)
-    if ev.scores.shape[1] >= 2:
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        c = None
-        if binary_target and binary_target in ev.targets.columns:
-            c = ev.targets[binary_target].to_numpy(dtype=float)
-        sc = ax.scatter(ev.scores[:, 0], ev.scores[:, 1], c=c, s=6, cmap="coolwarm")
-        if c is not None:
-            fig.colorbar(sc, ax=ax, label=binary_target)
-        ax.set_xlabel("PC1")
-        ax.set_ylabel("PC2")
-        paths["pc_scatter"] = _save_fig(fig, out_dir / "pc_scatter.png")
-        plt.close(fig)
-    return paths
-
-
-def write_report(
-    ev: ZonalEvaluation,
-    out_dir: str | Path,
-    title: str = "Zonal embedding statistics",
-    extra: dict[str, str] | None = None,
-    images: dict[str, Path] | None = None,
-) -> Path:
-    """Write ``report.md`` + tables (CSV/MD/TeX) + plots under ``out_dir``; return the report path."""
-    from geoemb.reporting.tables import to_markdown, write_table
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(ev.r2, out_dir / "r2", floatfmt=".3f", caption="In-sample OLS R²")
-    if len(ev.classification):
-        write_table(ev.classification, out_dir / "classification", floatfmt=".3f")
-    write_table(ev.correlations, out_dir / "pc_correlations", floatfmt=".2f")
-    plots = make_plots(ev, out_dir)
-    plots.update(images or {})
-    lines = [f"# {title}", ""]
-    for k, v in (extra or {}).items():
-        lines.append(f"- **{k}**: {v}")
-    lines += [
-        f"- **polygons evaluated**: {ev.n}",
-        f"- **PCA-{ev.pca_k} explained variance**: {ev.pca_explained:.1%}",
-        "",
-    ]
-    lines += ["## Linear regression (OLS, in-sample R²)", "", to_markdown(ev.r2, ".3f")]
-    if len(ev.classification):
-        c = ev.classification.copy()
-        for a, s in (("acc_full", "std_full"), ("acc_pca", "std_pca")):
-            c[a] = [f"{x:.1%} ± {y:.1%}" for x, y in zip(c[a], c[s], strict=True)]
-        c["baseline"] = [f"{x:.1%}" for x in c["baseline"]]
-        c = c.drop(columns=["std_full", "std_pca"]).rename(
-            columns={"acc_full": "accuracy (full)", "acc_pca": f"accuracy (PCA-{ev.pca_k})"}
-        )
-        lines += [
-            "## Classification (logistic regression, stratified 5-fold CV)",
-            "",
-            to_markdown(c),
-            "",
-        ]
-    lines += [
-        "## Pearson correlation of PC scores with the targets",
-        "",
-        to_markdown(ev.correlations, "+.2f"),
-    ]
-    for name, p in plots.items():
-        rel = Path(p).name if Path(p).parent == out_dir else str(p)
-        lines += [f"![{name}]({rel})", ""]
-    return atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
-
-
-def evaluate_file(
-    features,  # noqa: ANN001  (path or GeoDataFrame from zonal_stats)
-    out_dir: str | Path,
-    pca_k: int = 10,
-    n_pcs: int = 5,
-    n_splits: int = 5,
-    seed: int = 0,
-    columns: dict[str, str] | None = None,
-    binary_target: str | None = "urban",
-    title: str = "Zonal embedding statistics",
-    extra: dict[str, str] | None = None,
-    images: dict[str, Path] | None = None,
+def evaluate_census(
+    features: PathLike | gpd.GeoDataFrame, analysis: CensusAnalysis | None = None, seed: int = 0
 ) -> ZonalEvaluation:
-    """Read a features file, derive the census targets, evaluate and write the report.
+    """Read a features file (or take the GeoDataFrame of :func:`~geoemb.zonal.zonal_stats`),
+    derive the census targets (renamed by ``analysis.census_columns``) and evaluate.
 
-    ``columns`` renames the attribute columns of :func:`census_targets` (keys ``pop``, ``housing``,
-    ``aland``, ``awater``, ``urban``, ``urban_value``).
+    Raises
+    ------
+    InputError
+        No feature columns, or none of the census attribute columns.
     """
-    from geoemb.zonal.stats import read_features
-
+    analysis = analysis or CensusAnalysis()
     gdf, cols = read_features(features)
+    columns = analysis.census_columns
     targets = census_targets(gdf, **(columns or {}))
     if targets.shape[1] == 0:
-        raise ValueError(
+        raise InputError(
             "features have none of the census attribute columns "
             f"{columns or 'POP20/HOUSING20/ALAND20/AWATER20/UR20'}; pass columns={{...}}"
         )
     ev = evaluate_features(
         gdf[cols].to_numpy(dtype=float),
         targets.reset_index(drop=True),
-        binary_target,
-        pca_k,
-        n_pcs,
-        n_splits,
+        analysis.binary_target,
+        analysis.pca_k,
+        analysis.n_pcs,
+        analysis.n_splits,
         seed,
     )
-    write_report(ev, out_dir, title=title, extra=extra, images=images)
+    ev.data_source = str(gdf.attrs.get("zonal", {}).get("data_source", "real"))
     return ev

@@ -8,6 +8,7 @@ polygons' CRS (or ``crs``). The raster is written block by block (memory bounded
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,10 +19,13 @@ import rasterio.windows
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import box
+from sklearn.decomposition import PCA
 
+from geoemb.errors import InputError
 from geoemb.utils.io import atomic_path
-from geoemb.zonal.sources import PathLike
-from geoemb.zonal.stats import read_features
+from geoemb.zonal.checks import check_output
+from geoemb.zonal.output import read_features
+from geoemb.zonal.sources import DATA_SOURCE_TAG, PathLike
 
 
 def pca_colors(
@@ -32,13 +36,11 @@ def pca_colors(
     Rows with non-finite values get colour 0 (nodata). Returns ``(colors (N, k) uint8,
     explained_variance_ratio (k,))``.
     """
-    from sklearn.decomposition import PCA
-
     X = np.asarray(X, dtype=np.float64)
     ok = np.isfinite(X).all(axis=1)
     colors = np.zeros((len(X), n_components), dtype=np.uint8)
     if ok.sum() <= n_components:
-        raise ValueError(
+        raise InputError(
             f"PCA-RGB needs more than {n_components} polygons with finite features, got {ok.sum()}"
         )
     pca = PCA(n_components=n_components).fit(X[ok])
@@ -58,6 +60,7 @@ def pca_rgb_raster(
     all_touched: bool = False,
     block_rows: int = 1024,
     feature_prefix: str = "emb_",
+    data_source: str | None = None,
 ) -> Path:
     """Rasterise the PCA-3 colours of polygon features to a uint8 3-band GeoTIFF.
 
@@ -72,17 +75,23 @@ def pca_rgb_raster(
     crs:
         Target CRS (default: the polygons' CRS); ``"utm"`` picks the polygons' UTM zone
         (``GeoDataFrame.estimate_utm_crs``).
+    data_source:
+        Written as the GeoTIFF tag ``data_source`` (``synthetic`` for the stand-in); default: the
+        features' own record (``attrs["zonal"]["data_source"]``), if any.
 
     Returns
     -------
     The output path. The grid origin is the polygons' total bounds snapped outward to
     ``resolution``.
     """
+    inputs = [features] if isinstance(features, str | os.PathLike) else []
+    output = check_output(output, inputs, suffixes=(".tif", ".tiff"), what="PCA-RGB output")
+    if not resolution > 0:
+        raise InputError(f"resolution must be > 0, got {resolution}")
     gdf, cols = read_features(features, prefix=feature_prefix)
-    if resolution <= 0:
-        raise ValueError(f"resolution must be > 0, got {resolution}")
     if gdf.crs is None:
-        raise ValueError("features have no CRS; expected georeferenced polygons")
+        raise InputError("features have no CRS; expected georeferenced polygons")
+    data_source = data_source or gdf.attrs.get("zonal", {}).get(DATA_SOURCE_TAG)
     if crs is not None:
         gdf = gdf.to_crs(gdf.estimate_utm_crs() if str(crs).lower() == "utm" else crs)
     colors, evr = pca_colors(gdf[cols].to_numpy(), 3, clip_percentiles)
@@ -115,7 +124,6 @@ def pca_rgb_raster(
     geoms = gdf.geometry.to_numpy()
     tree = gdf.sindex
     block_rows = max(1, int(block_rows))
-    output = Path(output)
     with atomic_path(output) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             for r0 in range(0, height, block_rows):
@@ -139,8 +147,11 @@ def pca_rgb_raster(
                     hit = ids > 0
                     block[:, hit] = colors[ids[hit] - 1].T
                 dst.write(block, window=win)
-            dst.update_tags(
-                pca_explained_variance_ratio=",".join(f"{v:.6f}" for v in evr),
-                source="geoemb.zonal.pca_rgb_raster",
-            )
+            tags = {
+                "pca_explained_variance_ratio": ",".join(f"{v:.6f}" for v in evr),
+                "source": "geoemb.zonal.pca_rgb_raster",
+            }
+            if data_source:
+                tags[DATA_SOURCE_TAG] = str(data_source)
+            dst.update_tags(**tags)
     return output

@@ -17,25 +17,67 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
+import shapely.geometry.base
 from rasterio.crs import CRS
-from rasterio.warp import transform_geom
-from shapely.geometry import box, shape
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioError
+
+from geoemb.errors import InputError
+from geoemb.utils.registry import Registry
 
 PathLike = str | os.PathLike
 
 #: Column names tried (in order) when a tile index does not name its path column.
 PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_path")
 
-#: Value decodings: ``raw`` casts stored values to float; ``aef`` inverts AlphaEarth quantisation
-#: ``x = sign(q) * (|q| / 127.5) ** 2`` with ``q = code - 127`` for uint8 codes (GeoPool/EuroSAT-Embed
-#: layout, 127 ~ 0) or ``q = code`` for int8 codes.
-DECODINGS = ("raw", "aef")
+
+def is_remote(path: PathLike) -> bool:
+    """A URL (``https://…``, ``s3://…``) or a GDAL virtual path (``/vsicurl/…``, ``/vsis3/…``)."""
+    s = str(path)
+    return "://" in s or s.startswith("/vsi")
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """An input file (polygons, tile index, tile) does not exist."""
+
+
+class TileNotFoundError(MissingInputError):
+    """An embedding tile (listed, or named by a tile-index entry) does not exist."""
+
+
+#: GeoTIFF tag (and ``attrs["zonal"]`` key) marking data made by a synthetic stand-in.
+DATA_SOURCE_TAG = "data_source"
+
+#: Suffixes read with ``geopandas.read_parquet``; everything else goes through pyogrio.
+PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
+
+
+def read_vector(path: PathLike, what: str, layer: str | None = None) -> gpd.GeoDataFrame:
+    """Read a GeoPackage/GeoParquet/Shapefile ``path``; any failure is one :class:`InputError`.
+
+    ``what`` names the role in messages (``"polygon file"``, ``"tile index"``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"{what} {path} does not exist")
+    if path.is_dir() and path.suffix.lower() not in PARQUET_SUFFIXES:
+        raise InputError(f"{what} {path} is a directory; expected a GeoPackage/GeoParquet file")
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            return gpd.read_parquet(path)
+        return gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+    except Exception as e:  # pyogrio/pyarrow/sqlite raise many types for damaged files
+        raise InputError(
+            f"cannot read {what} {path}: {type(e).__name__}: {e}; expected a complete "
+            "GeoPackage / GeoParquet / Shapefile (truncated or damaged file?)"
+        ) from e
 
 
 def read_polygons(
     polygons: PathLike | gpd.GeoDataFrame, layer: str | None = None
 ) -> gpd.GeoDataFrame:
-    """Read a polygon layer (GeoPackage, GeoParquet, Shapefile, ...) and check it has a CRS.
+    """Read a polygon layer (GeoPackage, GeoParquet, Shapefile, ...) and check it.
 
     Parameters
     ----------
@@ -47,34 +89,56 @@ def read_polygons(
 
     Returns
     -------
-    GeoDataFrame with a CRS and a fresh RangeIndex.
+    GeoDataFrame with a CRS and a fresh RangeIndex. Rows may hold null/empty geometries (they get
+    no pixels); every other geometry is a Polygon or MultiPolygon.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no CRS, non-polygon geometries or non-finite vertices (naming rows).
     """
     name = "<GeoDataFrame>"
     if isinstance(polygons, gpd.GeoDataFrame):
         gdf = polygons.copy()
     else:
         name = str(polygons)
-        path = Path(polygons)
-        if not path.exists():
-            raise FileNotFoundError(f"polygon file {path} does not exist")
-        if path.suffix.lower() in (".parquet", ".geoparquet", ".pq"):
-            gdf = gpd.read_parquet(path)
-        else:
-            gdf = gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+        gdf = read_vector(polygons, "polygon file", layer)
     if gdf.crs is None:
-        raise ValueError(
+        raise InputError(
             f"polygons {name} have no CRS; expected a georeferenced layer "
             "(set one with GeoDataFrame.set_crs or fix the .prj/metadata)"
         )
-    if len(gdf) and not gdf.geom_type.isin(["Polygon", "MultiPolygon"]).all():
-        bad = sorted(set(gdf.geom_type) - {"Polygon", "MultiPolygon"})
-        raise ValueError(f"polygons {name}: expected Polygon/MultiPolygon geometries, got {bad}")
-    return gdf.reset_index(drop=True)
+    gdf = gdf.reset_index(drop=True)
+    geoms = gdf.geometry.to_numpy()
+    types = shapely.get_type_id(geoms)  # -1: missing
+    empty = shapely.is_empty(geoms) | (types < 0)
+    bad = ~empty & ~np.isin(types, (3, 6))  # Polygon, MultiPolygon
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        kinds = sorted({shapely.geometry.base.GEOMETRY_TYPES[t] for t in types[bad]})
+        raise InputError(
+            f"polygons {name}: expected Polygon/MultiPolygon geometries, got {kinds} "
+            f"in rows {rows[:10].tolist()}{' …' if len(rows) > 10 else ''}"
+        )
+    xy, row = shapely.get_coordinates(geoms, return_index=True)
+    nonfinite = ~np.isfinite(xy).all(axis=1)
+    if nonfinite.any():
+        rows = np.unique(row[nonfinite])
+        raise InputError(
+            f"polygons {name}: rows {rows[:10].tolist()}{' …' if len(rows) > 10 else ''} have "
+            "NaN/inf vertex coordinates; expected finite coordinates"
+        )
+    return gdf
 
 
 @dataclasses.dataclass(frozen=True)
 class TileMeta:
-    """Georeferencing of one raster tile (read once, shared by all worker threads)."""
+    """Georeferencing of one raster tile (read once, shared by all worker threads).
+
+    ``masked`` is True when the tile carries a per-dataset validity mask (GDAL mask band), which
+    is then honoured in addition to ``nodata`` and non-finite values. ``data_source`` is the
+    tile's ``data_source`` GeoTIFF tag (``"synthetic"`` on geoemb's stand-ins), if any.
+    """
 
     path: str
     crs: CRS
@@ -84,22 +148,69 @@ class TileMeta:
     count: int
     dtype: str
     nodata: float | None
+    masked: bool = False
+    data_source: str | None = None
+
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        """``(minx, miny, maxx, maxy)`` of the tile in its own CRS (any y orientation)."""
+        t = self.transform
+        xs = (t.c, t.c + t.a * self.width)
+        ys = (t.f, t.f + t.e * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+def _check_complete(ds: rasterio.io.DatasetReader, path: str) -> None:
+    """Cheap truncation check: the last block of the first/last band must end inside the file."""
+    if ds.driver != "GTiff" or is_remote(path):
+        return
+    size = os.path.getsize(path)
+    bh, bw = ds.block_shapes[0]
+    nbx, nby = -(-ds.width // bw), -(-ds.height // bh)
+    for bidx in sorted({1, ds.count}):
+        off = ds.get_tag_item(f"BLOCK_OFFSET_{nbx - 1}_{nby - 1}", "TIFF", bidx=bidx)
+        nbytes = ds.get_tag_item(f"BLOCK_SIZE_{nbx - 1}_{nby - 1}", "TIFF", bidx=bidx)
+        if off and nbytes and int(off) > 0 and int(off) + int(nbytes) > size:
+            raise InputError(
+                f"embedding tile {path} is truncated: its last block ends at byte "
+                f"{int(off) + int(nbytes)} but the file has {size} bytes; re-download it"
+            )
 
 
 def read_tile_meta(path: PathLike) -> TileMeta:
-    """Open ``path`` and return its :class:`TileMeta`; clear errors for missing/CRS-less tiles."""
+    """Open ``path`` and return its :class:`TileMeta`.
+
+    Raises
+    ------
+    TileNotFoundError
+        The file does not exist.
+    InputError
+        Not a readable raster, truncated, no CRS, or a rotated transform.
+    """
     path = str(path)
-    if "://" not in path and not Path(path).exists():
-        raise FileNotFoundError(f"embedding tile {path} does not exist")
-    with rasterio.open(path) as ds:
-        if ds.crs is None:
-            raise ValueError(f"embedding tile {path} has no CRS; expected a georeferenced GeoTIFF")
-        t = ds.transform
-        if t.b != 0 or t.d != 0:
-            raise ValueError(
-                f"embedding tile {path} has a rotated transform {t}; expected north-up"
-            )
-        return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0], ds.nodata)
+    if not is_remote(path) and not Path(path).exists():
+        raise TileNotFoundError(f"embedding tile {path} does not exist")
+    try:
+        with rasterio.open(path) as ds:
+            _check_complete(ds, path)
+            if ds.crs is None:
+                raise InputError(
+                    f"embedding tile {path} has no CRS; expected a georeferenced GeoTIFF"
+                )
+            t = ds.transform
+            if t.b != 0 or t.d != 0 or t.a == 0 or t.e == 0:
+                raise InputError(
+                    f"embedding tile {path} has a rotated/degenerate transform {t}; "
+                    "expected an axis-aligned grid (north-up or bottom-up)"
+                )
+            flags = ds.mask_flag_enums[0] if ds.count else ()
+            masked = MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags
+            return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
+                            ds.nodata, masked, ds.tags().get(DATA_SOURCE_TAG))  # fmt: skip
+    except RasterioError as e:
+        raise InputError(
+            f"cannot read embedding tile {path}: {e}; expected a readable GeoTIFF"
+        ) from e
 
 
 def _expand_tiles(tiles: PathLike | Iterable[PathLike]) -> list[str]:
@@ -114,33 +225,39 @@ def _expand_tiles(tiles: PathLike | Iterable[PathLike]) -> list[str]:
                 for p in glob.glob(f"{s}/**/*.{ext}", recursive=True)
             )
             if not found:
-                raise FileNotFoundError(f"tile folder {s} contains no .tif/.tiff/.vrt files")
+                raise TileNotFoundError(f"tile folder {s} contains no .tif/.tiff/.vrt files")
             out.extend(found)
         elif any(c in s for c in "*?["):
             found = sorted(glob.glob(s, recursive=True))
             if not found:
-                raise FileNotFoundError(f"tile pattern {s} matched no files")
+                raise TileNotFoundError(f"tile pattern {s} matched no files")
             out.extend(found)
         else:
             out.append(s)
     return out
 
 
-def catalog_from_tiles(tiles: PathLike | Iterable[PathLike]) -> gpd.GeoDataFrame:
-    """Build a tile catalogue (footprints in EPSG:4326 + ``path``) from GeoTIFF paths/folders/globs."""
-    rows, geoms = [], []
-    for p in _expand_tiles(tiles):
-        meta = read_tile_meta(p)
-        t = meta.transform
-        left, top, right, bottom = t.c, t.f, t.c + t.a * meta.width, t.f + t.e * meta.height
-        fp = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-        geoms.append(
-            shape(transform_geom(meta.crs, "EPSG:4326", fp.__geo_interface__, precision=-1))
-        )
-        rows.append({"path": os.path.abspath(p) if "://" not in p else p})
-    if not rows:
-        raise ValueError("no embedding tiles given; expected at least one GeoTIFF path")
-    return gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
+def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
+    """Expand GeoTIFF paths/folders/globs and read every tile's :class:`TileMeta`.
+
+    Raises
+    ------
+    InputError
+        No tiles, a tile given twice (its pixels would be pooled twice), or an unreadable tile.
+    """
+    paths = [p if is_remote(p) else os.path.abspath(p) for p in _expand_tiles(tiles)]
+    if not paths:
+        raise InputError("no embedding tiles given; expected at least one GeoTIFF path")
+    seen: dict[str, str] = {}
+    for p in paths:
+        key = p if is_remote(p) else os.path.realpath(p)
+        if key in seen:
+            raise InputError(
+                f"embedding tile {p} is given twice (also as {seen[key]}); its pixels would be "
+                "pooled twice — list each tile once"
+            )
+        seen[key] = p
+    return [read_tile_meta(p) for p in paths]
 
 
 def catalog_from_index(
@@ -155,71 +272,111 @@ def catalog_from_index(
     ----------
     index:
         GeoPackage/GeoParquet/Shapefile (or GeoDataFrame) with footprint geometries and a path column.
+        The footprints may be approximate (AEF's are 4-corner quadrilaterals in lon/lat):
+        :func:`geoemb.zonal.zonal_stats` decides membership from the tiles' own headers.
     path_column:
         Column holding the raster paths; auto-detected from :data:`PATH_COLUMNS` when ``None``.
     filters:
         Equality filters on index columns, e.g. ``{"year": 2020}``.
     root:
         Folder against which relative paths are resolved (default: the index file's folder).
+
+    Returns
+    -------
+    GeoDataFrame with ``path`` and ``geometry`` (the index CRS); ``attrs["source"]`` names the index.
     """
     name = "<GeoDataFrame>" if isinstance(index, gpd.GeoDataFrame) else str(index)
     if isinstance(index, gpd.GeoDataFrame):
         gdf = index.copy()
     else:
-        p = Path(index)
-        if not p.exists():
-            raise FileNotFoundError(f"tile index {p} does not exist")
-        gdf = (
-            gpd.read_parquet(p)
-            if p.suffix.lower() in (".parquet", ".geoparquet")
-            else gpd.read_file(p)
-        )
-        root = p.parent if root is None else root
+        gdf = read_vector(index, "tile index")
+        root = Path(index).parent if root is None else root
     if gdf.crs is None:
-        raise ValueError(f"tile index {name} has no CRS; expected footprints with a CRS")
+        raise InputError(f"tile index {name} has no CRS; expected footprints with a CRS")
     if path_column is None:
         path_column = next((c for c in PATH_COLUMNS if c in gdf.columns), None)
         if path_column is None:
-            raise ValueError(
+            raise InputError(
                 f"tile index {name}: no path column found (tried {list(PATH_COLUMNS)}); "
                 f"pass path_column=... (columns: {list(gdf.columns)})"
             )
     elif path_column not in gdf.columns:
-        raise ValueError(f"tile index {name}: column {path_column!r} not in {list(gdf.columns)}")
+        raise InputError(f"tile index {name}: column {path_column!r} not in {list(gdf.columns)}")
     for col, val in (filters or {}).items():
         if col not in gdf.columns:
-            raise ValueError(f"tile index {name}: filter column {col!r} not in {list(gdf.columns)}")
-        gdf = gdf[gdf[col].astype(str) == str(val)]
+            raise InputError(f"tile index {name}: filter column {col!r} not in {list(gdf.columns)}")
+        values = gdf[col].astype(str)
+        if not (values == str(val)).any():
+            present = sorted(set(values))
+            raise InputError(
+                f"tile index {name}: no entry has {col} == {val!r}; expected one of "
+                f"{present[:20]}{' …' if len(present) > 20 else ''}"
+            )
+        gdf = gdf[values == str(val)]
+    if not len(gdf):
+        raise InputError(f"tile index {name} has no entries; expected at least one tile")
+    bad = gdf[path_column].isna() | gdf.geometry.isna() | gdf.geometry.is_empty
+    if bad.any():
+        raise InputError(
+            f"tile index {name}: rows {np.flatnonzero(bad.to_numpy())[:10].tolist()} lack a "
+            f"{path_column!r} value or a footprint geometry"
+        )
 
     def resolve(s: str) -> str:
         s = str(s)
-        if "://" in s or os.path.isabs(s) or root is None:
+        if is_remote(s) or os.path.isabs(s) or root is None:
             return s
         return os.path.abspath(os.path.join(str(root), s))
 
     out = gpd.GeoDataFrame(
         {"path": [resolve(s) for s in gdf[path_column]]}, geometry=gdf.geometry.values, crs=gdf.crs
     )
+    out.attrs["source"] = f"tile index {name}"
     return out.reset_index(drop=True)
 
 
-def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
-    """Turn stored raster values ``arr`` (any shape) into float32 embeddings.
+def _decode_raw(arr: np.ndarray, dtype: str) -> np.ndarray:
+    return arr.astype(np.float32, copy=False)
 
-    ``raw`` casts; ``aef`` dequantises AlphaEarth codes: ``q = code - 127`` (uint8) or ``q = code``
-    (int8), ``x = sign(q) * (|q| / 127.5) ** 2``.
-    """
-    if decode == "raw":
-        return arr.astype(np.float32, copy=False)
-    if decode == "aef":
-        if dtype == "uint8":
-            q = arr.astype(np.float32) - 127.0
-        elif dtype == "int8":
-            q = arr.astype(np.float32)
-        else:
-            raise ValueError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
-        return np.sign(q) * (np.abs(q) / 127.5) ** 2
-    raise ValueError(f"unknown decode {decode!r}; expected one of {DECODINGS}")
+
+def _decode_aef(arr: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        q = arr.astype(np.float32) - 127.0
+    elif dtype == "int8":
+        q = arr.astype(np.float32)
+    else:
+        raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
+    return np.sign(q) * (np.abs(q) / 127.5) ** 2
+
+
+#: Value decodes: name -> ``decode(values, dtype) -> float32`` (``DECODES.build(name)``);
+#: ``meta["dtypes"]`` lists the storage dtypes a decode accepts (``None``: any).
+DECODES = Registry("value decode")
+DECODES.add("raw", lambda: _decode_raw, description="stored values cast to float32", dtypes=None)
+DECODES.add(
+    "aef",
+    lambda: _decode_aef,
+    description="AlphaEarth dequantisation x = sign(q)(|q|/127.5)², q = code - 127 (uint8) or code (int8)",
+    dtypes=("uint8", "int8"),
+)
+#: The decode names (for ``--help`` and choices).
+DECODINGS = tuple(DECODES.names())
+
+
+def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
+    """Turn stored raster values ``arr`` (any shape, storage ``dtype``) into float32 embeddings
+    with the :data:`DECODES` entry ``decode`` (``raw`` casts; ``aef`` dequantises AlphaEarth codes:
+    ``q = code - 127`` (uint8) or ``q = code`` (int8), ``x = sign(q) * (|q| / 127.5) ** 2``)."""
+    return DECODES.build(decode)(arr, dtype)
+
+
+def check_decode(decode: str, meta: TileMeta) -> None:
+    """Refuse a tile whose storage dtype the decode cannot read (before any pixel is read)."""
+    dtypes = DECODES.get(decode).meta.get("dtypes")
+    if dtypes is not None and meta.dtype not in dtypes:
+        raise InputError(
+            f"decode={decode!r} expects {'/'.join(dtypes)} codes; tile {meta.path} is {meta.dtype}"
+        )
 
 
 def check_tiles(metas: Sequence[TileMeta]) -> int:
@@ -227,5 +384,22 @@ def check_tiles(metas: Sequence[TileMeta]) -> int:
     counts = {m.count for m in metas}
     if len(counts) > 1:
         detail = ", ".join(f"{m.path}: {m.count}" for m in metas)
-        raise ValueError(f"embedding tiles disagree on the band count ({detail}); expected one D")
+        raise InputError(f"embedding tiles disagree on the band count ({detail}); expected one D")
     return counts.pop() if counts else 0
+
+
+def any_band_count(catalog: gpd.GeoDataFrame, metas: dict[int, TileMeta]) -> int:
+    """D when no polygon meets a tile: from a known header, else the first readable tile."""
+    if metas:
+        return next(iter(metas.values())).count
+    for p in catalog.path:
+        try:
+            return read_tile_meta(p).count
+        except InputError:
+            continue
+    raise InputError(f"{catalog.attrs.get('source')}: no tile is readable; expected GeoTIFFs")
+
+
+def data_source(metas: Iterable[TileMeta]) -> str:
+    """``"synthetic"`` if any tile is tagged as geoemb's synthetic stand-in, else ``"real"``."""
+    return "synthetic" if any(m.data_source == "synthetic" for m in metas) else "real"

@@ -2,9 +2,11 @@
 
 Layout written under ``root`` (the AEF distribution pattern, reference/offline_data.md §4.5)::
 
-    <root>/aef_index.gpkg            footprints (EPSG:4326) -> path (relative), year, crs
+    <root>/aef_index.gpkg            footprints (EPSG:4326, exact: edges densified) -> path
+                                     (relative), year, crs
     <root>/<year>/aef_<r>_<c>_<year>.tif   n_bands × tile_size² AEF codes (uint8 0..254, 127 ≈ 0, or
-                                     int8 -127..127), UTM CRS, 10 m, zstd + predictor 2, tiled
+                                     int8 -127..127), UTM CRS, 10 m, zstd + predictor 2, tiled,
+                                     GeoTIFF tag data_source=synthetic
     <root>/blocks.gpkg               census-like blocks, EPSG:4269 (TIGER/Line) by default, with
                                      GEOID20, POP20, HOUSING20, ALAND20 (m²), AWATER20 (m²), UR20 (U/R)
     <root>/.complete                 completion marker (generation is skipped when present)
@@ -29,9 +31,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.transform import from_origin
-from rasterio.warp import transform_geom
-from shapely.geometry import box, shape
+from shapely.geometry import box
+
+from geoemb.zonal.footprints import tile_footprint
+from geoemb.zonal.sources import DATA_SOURCE_TAG, TileMeta
 
 CLASSES = ("built", "vegetation", "cropland", "water")
 
@@ -185,12 +190,12 @@ def generate(
             ]
             with rasterio.open(tile_dir / name, "w", **profile) as dst:
                 dst.write(sl)
-            left, top = transform.c, transform.f
-            right, bottom = left + pixel_size * tile_size, top - pixel_size * tile_size
-            fp = box(left, bottom, right, top)
-            geoms.append(
-                shape(transform_geom(crs, "EPSG:4326", fp.__geo_interface__, precision=-1))
-            )
+                dst.update_tags(**{DATA_SOURCE_TAG: "synthetic"})
+            # the exact footprint: edges densified every <= 100 m before transforming (a UTM
+            # edge is a curve in lon/lat; 4 corners would miss a ~145 m strip on 82 km tiles)
+            meta = TileMeta(str(tile_dir / name), CRS.from_string(crs), transform, tile_size,
+                            tile_size, n_bands, dtype, nodata)  # fmt: skip
+            geoms.append(tile_footprint(meta, "EPSG:4326", max_segment=min(100.0, pixel_size)))
             rows.append({"path": f"{year}/{name}", "year": year, "crs": crs})
     index = gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
     index.to_file(root / "aef_index.gpkg", driver="GPKG")

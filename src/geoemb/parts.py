@@ -1,6 +1,6 @@
-"""Config helpers shared by the LightningModules (plain containers, parts, optimizers).
+"""Build a LightningModule's parts (net, loss, optimizer, scheduler, preprocessing) from plain configs.
 
-LightningModules keep their parts (net, head, loss, optimizer, scheduler, preprocessing) as plain
+Wiring layer (it instantiates through Hydra). LightningModules keep their parts (net, head, loss, optimizer, scheduler, preprocessing) as plain
 config dicts in their hyperparameters and build them here, so a checkpoint alone rebuilds them.
 """
 

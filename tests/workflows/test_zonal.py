@@ -1,0 +1,113 @@
+"""Zonal workflow end to end: the evaluator on the synthetic AEF stand-in (tiny sizes), the CLI on
+the same files, the config that `evaluate.py experiment=zonal_stats` composes, and the clear errors
+for real data that is not there and for renamed keys."""
+
+from __future__ import annotations
+
+import re
+
+import geopandas as gpd
+import hydra
+import pytest
+import rasterio
+
+import geoemb.zonal.stats as zstats
+from geoemb.errors import DataNotFoundError, InputError, OutputError
+from geoemb.evaluation.zonal import RENAMED, ZonalStatsEvaluator
+from geoemb.run.context import RunContext
+from geoemb.sources import EmbeddingRasters, raster_source
+from geoemb.zonal.cli import main
+from tests.helpers import compose_cfg
+
+SMALL = {"tile_size": 32, "n_bands": 8, "min_block_px": 10, "n_tiles_x": 2, "n_tiles_y": 2}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zonal_wf")
+    return raster_source("aef", root=root / "aef", synthetic=True,
+                         synthetic_root=root / "synthetic", synthetic_kwargs=SMALL)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_evaluator_and_cli(data, tmp_path):
+    ev = ZonalStatsEvaluator(data=data, pooling={"num_workers": 2, "progress": False})
+    ctx = RunContext.local(tmp_path / "run", seed=0)
+    metrics = ev.run(ctx)
+    run = tmp_path / "run"
+    for f in ("features.parquet", "pca_rgb.tif", "pca_rgb.png", "report.md", "r2.md", "r2.png",
+              "pc_scatter.png"):  # fmt: skip
+        assert (run / f).exists(), f
+    assert metrics["zonal/urban/acc"] > metrics["zonal/urban/baseline"]
+    assert metrics["zonal/r2/log_land_area"] > 0.3 and metrics["zonal/polygons_empty"] == 0
+    assert "zonal/r2" in ctx.logger.tables and "zonal/pca_rgb" in ctx.logger.images
+    report = (run / "report.md").read_text()
+    assert "Classification" in report and "pca_rgb.png" in report
+    assert report.startswith("# Zonal embedding statistics (synthetic data)")
+    with rasterio.open(run / "pca_rgb.tif") as ds:
+        assert ds.tags()["data_source"] == "synthetic"
+
+    # CLI on the same synthetic data
+    syn = data.resolve().tile_index.parent
+    feats = tmp_path / "cli" / "f.parquet"
+    assert main(["stats", str(syn / "blocks.gpkg"), "--tile-index", str(syn / "aef_index.gpkg"),
+                 "--year", "2020", "--decode", "aef", "--method", "stats", "-o", str(feats),
+                 "--no-progress", "--workers", "2"]) == 0  # fmt: skip
+    g = gpd.read_parquet(feats)
+    assert "emb_min_00" in g.columns and "emb_std_07" in g.columns and (g.pixel_count > 0).all()
+    assert main(["pca-rgb", str(feats), "-o", str(tmp_path / "cli" / "rgb.tif"), "--resolution", "20",
+                 "--crs", "utm"]) == 0  # fmt: skip
+    with rasterio.open(tmp_path / "cli" / "rgb.tif") as ds:
+        assert ds.count == 3 and ds.res == (20.0, 20.0) and ds.crs.to_epsg() == 32610
+        assert ds.tags()["data_source"] == "synthetic"  # provenance travels through the files
+    assert main(["evaluate", str(feats), "-o", str(tmp_path / "cli" / "eval"), "--pca-k", "5"]) == 0
+    assert "data_source=synthetic" in (tmp_path / "cli" / "eval" / "report.md").read_text()
+
+
+def test_real_mode_requires_inputs(tmp_path):
+    ev = ZonalStatsEvaluator(data=raster_source("aef", root=tmp_path / "aef"))
+    with pytest.raises(DataNotFoundError, match="data.synthetic=true") as e:
+        ev.run(RunContext.local(tmp_path / "run"))
+    msg = str(e.value)  # one error naming everything missing and where to get it
+    assert "aef_index.gpkg" in msg and "evaluation.polygons is not set" in msg
+    assert "census.gov" in msg and "source.coop" in msg
+    assert not list((tmp_path / "run").iterdir())  # nothing written
+
+
+def test_features_output_checked_before_pixel_work(data, tmp_path, monkeypatch):
+    # regression: the evaluator wrote features.parquet only after all the pixel work
+    def boom(*a, **k):
+        raise AssertionError("pixel work started before the output check")
+
+    monkeypatch.setattr(zstats, "polygon_pixels", boom)
+    (tmp_path / "run" / "features.parquet").mkdir(parents=True)
+    ev = ZonalStatsEvaluator(data=data, pooling={"progress": False})
+    with pytest.raises(OutputError, match="existing directory"):
+        ev.run(RunContext.local(tmp_path / "run"))
+
+
+def test_renamed_keys_name_the_new_spelling(data):
+    for key, new in RENAMED.items():
+        with pytest.raises(InputError, match=re.escape(f"evaluation.{key} was renamed: use {new}")):
+            ZonalStatsEvaluator(data=data, **{key: 1})
+    ZonalStatsEvaluator(data=data, **{k: None for k in RENAMED})  # null tombstones pass
+    with pytest.raises(TypeError, match="evaluation.nope"):
+        ZonalStatsEvaluator(data=data, nope=None)
+    with pytest.raises(InputError, match="compose data=aef"):
+        ZonalStatsEvaluator(data=None)
+    with pytest.raises(InputError, match="evaluation.pooling: unknown key"):
+        ZonalStatsEvaluator(data=data, pooling={"methd": "mean"})
+
+
+def test_experiment_config_builds_the_evaluator(tmp_path):
+    cfg = compose_cfg("eval", ["experiment=zonal_stats", "data.synthetic=true"], tmp_path)
+    assert cfg.data.product == "aef" and cfg.data.synthetic is True
+    ev = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
+    assert isinstance(ev.data, EmbeddingRasters) and ev.data.synthetic
+    assert ev.pooling.method == "mean_std" and ev.filters.max_land_km2 == 25.0
+    assert ev.analysis.rgb_crs == "utm" and ev.data.decode == "aef"
+    real = compose_cfg("eval", ["experiment=zonal_stats"], tmp_path)
+    assert real.data.synthetic is False  # real data by default, with the one clear error
+    old = compose_cfg("eval", ["experiment=zonal_stats", "evaluation.synthetic=true"], tmp_path)
+    with pytest.raises(Exception, match="evaluation.synthetic was renamed: use data.synthetic"):
+        hydra.utils.instantiate(old.evaluation, _convert_="partial")
