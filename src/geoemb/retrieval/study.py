@@ -36,7 +36,7 @@ from geoemb.retrieval.bench import measure_qps
 from geoemb.retrieval.inputs import check_embeddings
 from geoemb.retrieval.recall import exact_knn, recall_at_k, search_excluding, tie_aware_recall
 from geoemb.retrieval.search import BACKENDS, SearchIndex, build_index, default_hamming_backend
-from geoemb.utils.registry import Registry
+from geoemb.utils.registry import Registry, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,12 @@ def _dequantized(comp: Compressor, x: np.ndarray, x_train: np.ndarray, metric: s
     return MethodIndex(idx, lambda q: q, comp.bytes_per_vector)
 
 
-def _compressor_method(config: Any) -> dict[str, Any]:
-    return {"comp": build(config.group("config"))}  # unknown config: UnknownNameError
+def _compressor_method(match: Any) -> dict[str, Any]:
+    name = match.group("config")
+    try:
+        return {"comp": build(name)}
+    except UnknownNameError as e:  # neither a named method nor a compression config
+        raise UnknownNameError(f"{METHODS.unknown_message(name)}; {e}") from None
 
 
 #: Recall methods: name -> ``builder(x, x_train, metric, m, device) -> MethodIndex``.
@@ -94,7 +98,7 @@ METHODS.add("binary_rerank", lambda: _rerank,
             description="Hamming shortlist of k·m, exact float rerank")  # fmt: skip
 METHODS.add("binary_rerank_int8", lambda: lambda *a: _rerank(*a, rerank="int8"),
             description="Hamming shortlist of k·m, rerank with int8-dequantized vectors")  # fmt: skip
-METHODS.add("<compression config>", lambda comp: lambda *a: _dequantized(comp, *a),
+METHODS.add("<compression_config>", lambda comp: lambda *a: _dequantized(comp, *a),
             pattern=r"(?P<config>.+)", parse=_compressor_method,
             description="a geoemb.compression config, codes decoded and searched exactly")  # fmt: skip
 
