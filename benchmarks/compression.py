@@ -68,7 +68,8 @@ def bench_ops(n: int, d: int, n_test: int, seed: int = 0) -> list[dict]:
     import faiss
     from sklearn.decomposition import PCA
 
-    from geoemb.compression import build, hamming_knn, pack_uint, unpack_uint
+    from geoemb.compression import build, pack_uint, unpack_uint
+    from geoemb.retrieval.knn import hamming_knn
 
     rng = np.random.default_rng(seed)
     x = (
@@ -170,8 +171,9 @@ def bench_ops(n: int, d: int, n_test: int, seed: int = 0) -> list[dict]:
 
 def bench_sweep(quick: bool, linear: bool, out: Path, encoders: str | None = None):
     from geoemb.compression import BLOG_CONFIGS
+    from geoemb.data.embedding_table import EmbeddingTableSource
     from geoemb.evaluation.compression import CompressionEvaluator
-    from geoemb.utils.run_logger import RunLogger
+    from geoemb.run.context import RunContext
 
     if quick:
         encs, cfgs = (
@@ -184,15 +186,15 @@ def bench_sweep(quick: bool, linear: bool, out: Path, encoders: str | None = Non
         kw = {"n_train": 16_200, "n_test": 5_400, "seed": 0}
     if encoders:
         encs = [e.strip() for e in encoders.split(",") if e.strip()]
-    ev = CompressionEvaluator(
-        synthetic=True, data_dir=str(out / "data"), encoders=encs, configs=cfgs, linear=linear,
-        linear_C=None, results_dir=str(out / "results"), synthetic_kwargs=kw,
-    )  # fmt: skip
+    data = EmbeddingTableSource(encoders=encs, synthetic=True, synthetic_root=out / "data",
+                                synthetic_kwargs=kw)  # fmt: skip
+    ev = CompressionEvaluator(data, configs=cfgs, probe={"linear": linear, "C": None},
+                              results_dir=str(out / "results"))  # fmt: skip
     t0 = time.perf_counter()
-    ev._features_dir()  # generation timed separately
+    data.root()  # generation timed separately
     t_gen = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ev.run(out / "run", RunLogger(None))
+    ev.run(RunContext.local(out / "run"))
     return time.perf_counter() - t0, t_gen, len(encs) * len(cfgs), out / "results"
 
 

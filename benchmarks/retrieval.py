@@ -25,9 +25,9 @@ import torch
 
 from geoemb.compression.bitpack import pack_bits
 from geoemb.data.synthetic.retrieval_corpus import make_embeddings
-from geoemb.evaluation.retrieval import recall_table
 from geoemb.reporting.tables import to_markdown
 from geoemb.retrieval import build_index, measure_qps
+from geoemb.retrieval.study import recall_table
 
 
 def main() -> None:

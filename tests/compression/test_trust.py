@@ -7,25 +7,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import geoemb.analysis.intrinsic_dim as idm
-import geoemb.evaluation.compression as ce
+import geoemb.compression.study as cs
 from geoemb.compression import InfeasibleConfigError, build, infeasible_reason
 from geoemb.compression.quantizers import AffineQuantizer, ProductQuantizer
+from geoemb.data.embedding_table import EmbeddingTableSource, load_features
 from geoemb.data.synthetic.embedding_table import generate
 from geoemb.errors import GeoembError, InputError
-from geoemb.evaluation.compression import CompressionEvaluator, aggregate, load_features
+from geoemb.evaluation.compression import CompressionEvaluator
+from geoemb.reporting.compression import aggregate
+from geoemb.run.context import RunContext
 from geoemb.utils.run_logger import RunLogger
 
 
-def _ev(tmp_path, configs, seed=0, n_train=120, **kw):
+def _ev(tmp_path, configs, seed=0, n_train=120, knn_k=5, **kw):
     small = {"n_train": n_train, "n_test": 60, "seed": seed, "encoders": {"aef": [16, 4]}}
+    data = EmbeddingTableSource(encoders=["aef"], synthetic=True, synthetic_root=tmp_path / "data",
+                                synthetic_kwargs=small)  # fmt: skip
     args = dict(
-        synthetic=True, data_dir=str(tmp_path / "data"), encoders=["aef"], configs=configs,
-        linear=False, bootstrap_resamples=99, id_max_rows=100, local_pca_neighbors=15,
-        results_dir=str(tmp_path / "sweep"), synthetic_kwargs=small, plots=False,
+        data=data, configs=configs, probe={"linear": False, "knn_k": [knn_k]},
+        bootstrap_resamples=99, spectra={"id_max_rows": 100, "local_pca_neighbors": 15},
+        results_dir=str(tmp_path / "sweep"), plots=False,
     )  # fmt: skip
     args.update(kw)
     return CompressionEvaluator(**args)
+
+
+def _ctx(path):
+    return RunContext.local(path, logger=RunLogger(None))
 
 
 def _counting(monkeypatch, module, name):
@@ -41,24 +49,24 @@ def _counting(monkeypatch, module, name):
 
 
 def test_baseline_and_spectra_caches_are_keyed_by_the_data(tmp_path, monkeypatch):
-    knn = _counting(monkeypatch, ce, "_knn")
-    ids = _counting(monkeypatch, idm, "intrinsic_dimension_report")
+    knn = _counting(monkeypatch, cs, "run_probes")  # one call: the kNN (and linear) probes
+    ids = _counting(monkeypatch, cs, "intrinsic_dimension_report")
     sweep = tmp_path / "sweep"
-    _ev(tmp_path, ["float32", "int8"], seed=0).run(tmp_path / "j0", RunLogger(None))
+    _ev(tmp_path, ["float32", "int8"], seed=0).run(_ctx(tmp_path / "j0"))
     assert (len(knn), len(ids)) == (3, 1)  # baseline + 2 configs; one spectrum
     # identical data and protocol: baseline and spectra are reused
-    _ev(tmp_path, ["float32"], seed=0).run(tmp_path / "j1", RunLogger(None))
+    _ev(tmp_path, ["float32"], seed=0).run(_ctx(tmp_path / "j1"))
     assert (len(knn), len(ids)) == (4, 1)
     # other data in the same results_dir (a multirun over data seeds): recomputed, so float32 is
     # compared with its own baseline (the bug: p = 0.856 vs the first run's predictions)
     with pytest.raises(InputError, match="different data"):  # the int8 row is from seed 0
-        _ev(tmp_path, ["float32"], seed=1).run(tmp_path / "j2", RunLogger(None))
+        _ev(tmp_path, ["float32"], seed=1).run(_ctx(tmp_path / "j2"))
     assert (len(knn), len(ids)) == (6, 2)
     row = pd.read_csv(sweep / "rows" / "aef__float32__mean__standard.csv").iloc[0]
     assert row["knn_mcnemar_p"] == 1.0 and row["knn_delta"] == 0.0
     assert row["knn_mcnemar_b"] == 0 and row["knn_mcnemar_c"] == 0
     # rerunning the stale config on the new data makes the table consistent again
-    _ev(tmp_path, ["int8"], seed=1).run(tmp_path / "j3", RunLogger(None))
+    _ev(tmp_path, ["int8"], seed=1).run(_ctx(tmp_path / "j3"))
     df = pd.read_csv(sweep / "results.csv")
     assert len(df) == 2 and df["data_fingerprint"].nunique() == 1
     spec = pd.read_csv(sweep / "spectra.csv")
@@ -66,22 +74,22 @@ def test_baseline_and_spectra_caches_are_keyed_by_the_data(tmp_path, monkeypatch
 
 
 def test_protocol_change_does_not_reuse_the_baseline(tmp_path, monkeypatch):
-    knn = _counting(monkeypatch, ce, "_knn")
-    _ev(tmp_path, ["float32"], aggregate=False).run(tmp_path / "j0", RunLogger(None))
-    _ev(tmp_path, ["float32"], knn_k=3, aggregate=False).run(tmp_path / "j1", RunLogger(None))
+    knn = _counting(monkeypatch, cs, "run_probes")
+    _ev(tmp_path, ["float32"], aggregate=False).run(_ctx(tmp_path / "j0"))
+    _ev(tmp_path, ["float32"], knn_k=3, aggregate=False).run(_ctx(tmp_path / "j1"))
     assert len(knn) == 4  # a k=3 run must not read the k=5 baseline
     ev = _ev(tmp_path, ["int8"])
     with pytest.raises(InputError, match="different probe protocols"):
-        ev.run(tmp_path / "j2", RunLogger(None))
+        ev.run(_ctx(tmp_path / "j2"))
 
 
 def test_truncated_baseline_cache_is_recomputed(tmp_path, monkeypatch, caplog):
-    _ev(tmp_path, ["float32"]).run(tmp_path / "j0", RunLogger(None))
+    _ev(tmp_path, ["float32"]).run(_ctx(tmp_path / "j0"))
     (cache,) = (tmp_path / "sweep" / "baseline").glob("*.npz")
     cache.write_bytes(cache.read_bytes()[:50])
-    knn = _counting(monkeypatch, ce, "_knn")
+    knn = _counting(monkeypatch, cs, "run_probes")
     with caplog.at_level(logging.WARNING):
-        _ev(tmp_path, ["float32"]).run(tmp_path / "j1", RunLogger(None))
+        _ev(tmp_path, ["float32"]).run(_ctx(tmp_path / "j1"))
     assert len(knn) == 2 and "unreadable" in caplog.text
     assert pd.read_csv(tmp_path / "sweep" / "results.csv")["knn_mcnemar_p"].iloc[0] == 1.0
 
@@ -89,9 +97,7 @@ def test_truncated_baseline_cache_is_recomputed(tmp_path, monkeypatch, caplog):
 def test_infeasible_config_is_skipped_with_reason(tmp_path, caplog):
     # issue 16 §3: pq_8x8 with 180 training rows < 256 centroids aborted all configs
     with caplog.at_level(logging.WARNING):
-        _ev(tmp_path, ["int8", "pq_8x8", "pq_4x4"], n_train=180).run(
-            tmp_path / "j0", RunLogger(None)
-        )
+        _ev(tmp_path, ["int8", "pq_8x8", "pq_4x4"], n_train=180).run(_ctx(tmp_path / "j0"))
     assert "skipping pq_8x8 on aef" in caplog.text
     sweep = tmp_path / "sweep"
     assert set(pd.read_csv(sweep / "results.csv")["config"]) == {"int8", "pq_4x4"}
@@ -108,14 +114,14 @@ def test_unexpected_failure_fails_the_run_and_blocks_tables(tmp_path, monkeypatc
 
     monkeypatch.setattr(ProductQuantizer, "_fit", boom)  # feasible config that fails to fit
     with pytest.raises(GeoembError, match="pq_4x4.*simulated bug"):
-        _ev(tmp_path, ["int8", "pq_4x4", "binary"]).run(tmp_path / "j0", RunLogger(None))
+        _ev(tmp_path, ["int8", "pq_4x4", "binary"]).run(_ctx(tmp_path / "j0"))
     sweep = tmp_path / "sweep"
     assert not (sweep / "results.csv").exists() and not (sweep / "tables").exists()
     # a later job (or mode=aggregate) must not build a table that silently lacks pq_4x4
     with pytest.raises(GeoembError, match="1 config\\(s\\) failed"):
         aggregate(sweep)
     monkeypatch.undo()
-    _ev(tmp_path, ["pq_4x4", "binary"]).run(tmp_path / "j1", RunLogger(None))
+    _ev(tmp_path, ["pq_4x4", "binary"]).run(_ctx(tmp_path / "j1"))
     assert set(pd.read_csv(sweep / "results.csv")["config"]) == {"int8", "pq_4x4", "binary"}
 
 

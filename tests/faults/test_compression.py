@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 
 from geoemb.compression import build
+from geoemb.data.embedding_table import EmbeddingTableSource, load_features
 from geoemb.errors import InputError
-from geoemb.evaluation.compression import CompressionEvaluator, aggregate, load_features
+from geoemb.evaluation.compression import CompressionEvaluator
+from geoemb.reporting.compression import aggregate
+from geoemb.run.context import RunContext
 from geoemb.utils.run_logger import RunLogger
 
 pytestmark = pytest.mark.faults
@@ -38,11 +41,15 @@ def _table(tmp_path, enc="aef", **over):
 
 
 def _ev(tmp_path, fdir, **kw):
-    args = dict(features_dir=str(fdir), encoders=["aef"], configs=["int8", "binary"], linear=False,
-                bootstrap_resamples=49, spectra=False, results_dir=str(tmp_path / "sweep"),
-                plots=False)  # fmt: skip
+    args = dict(data=EmbeddingTableSource(path=str(fdir), encoders=["aef"]),
+                configs=["int8", "binary"], probe={"linear": False}, bootstrap_resamples=49,
+                spectra=False, results_dir=str(tmp_path / "sweep"), plots=False)  # fmt: skip
     args.update(kw)
     return CompressionEvaluator(**args)
+
+
+def _ctx(path):
+    return RunContext.local(path, logger=RunLogger(None))
 
 
 @pytest.mark.parametrize("key", ["x_train", "x_test"])
@@ -52,7 +59,7 @@ def test_non_finite_features_named_with_file_array_and_row(tmp_path, key, bad):
     x[11, 3] = bad
     fdir, path = _table(tmp_path, **{key: x})
     with pytest.raises(InputError, match=rf"standard\.npz: {key} has 1 row.*first: row 11"):
-        _ev(tmp_path, fdir).run(tmp_path / "job", RunLogger(None))
+        _ev(tmp_path, fdir).run(_ctx(tmp_path / "job"))
     assert not (tmp_path / "sweep").exists()  # refused before any baseline, row or table
 
 
@@ -124,7 +131,7 @@ def test_compressors_refuse_non_finite_rows_at_fit_and_encode(config):
 
 def test_aggregate_of_a_corrupt_row_file_names_it(tmp_path):
     fdir, _ = _table(tmp_path)
-    _ev(tmp_path, fdir).run(tmp_path / "job", RunLogger(None))
+    _ev(tmp_path, fdir).run(_ctx(tmp_path / "job"))
     rows = sorted((tmp_path / "sweep" / "rows").glob("*.csv"))
     rows[0].write_bytes(b"\x00\x01garbage\xff" * 3)
     with pytest.raises(InputError, match=rows[0].name):
@@ -135,9 +142,9 @@ def test_same_encoder_name_other_data_in_one_results_dir_is_refused(tmp_path):
     # two features dirs with the same encoder name (real vs re-pooled cache, say)
     fa, _ = _table(tmp_path / "a")
     fb, _ = _table(tmp_path / "b", x_train=np.random.default_rng(5).standard_normal((60, 8)))
-    _ev(tmp_path, fa, configs=["int8", "binary"]).run(tmp_path / "j0", RunLogger(None))
+    _ev(tmp_path, fa, configs=["int8", "binary"]).run(_ctx(tmp_path / "j0"))
     with pytest.raises(InputError, match="encoder 'aef' has rows computed on different data"):
-        _ev(tmp_path, fb, configs=["int8"]).run(tmp_path / "j1", RunLogger(None))
+        _ev(tmp_path, fb, configs=["int8"]).run(_ctx(tmp_path / "j1"))
     # results.csv still holds the last consistent table (data a), never a mix
     df = pd.read_csv(tmp_path / "sweep" / "results.csv")
     assert df["data_fingerprint"].nunique() == 1 and len(df) == 2

@@ -5,20 +5,26 @@ import numpy as np
 import pytest
 
 from geoemb.compression.bitpack import pack_bits
+from geoemb.data.embedding_corpus import EmbeddingCorpusSource
 from geoemb.errors import InputError
 from geoemb.evaluation.retrieval import RetrievalEvaluator
 from geoemb.retrieval import CorpusBuilder, CorpusStore, exemplar_query, score_raster
 from geoemb.retrieval.store import split_antimeridian
+from geoemb.run.context import RunContext
 from geoemb.utils.run_logger import RunLogger
 
 pytestmark = pytest.mark.faults
 
 
 def _ev(path, **kw):
-    args = dict(n_queries=10, embeddings_path=str(path), ks=(1, 10), methods=("binary", "int8"),
-                backends=("hamming_numpy",), metrics=("l2",))  # fmt: skip
+    args = dict(data=EmbeddingCorpusSource(path=str(path)), n_queries=10, ks=(1, 10),
+                methods=("binary", "int8"), backends=("hamming_numpy",), metrics=("l2",))  # fmt: skip
     args.update(kw)
     return RetrievalEvaluator(**args)
+
+
+def _ctx(path):
+    return RunContext.local(path, logger=RunLogger(None))
 
 
 def _emb(n=300, d=16):
@@ -33,7 +39,7 @@ def test_evaluator_non_finite_rows_fail_the_run_naming_file_and_row(tmp_path, ba
     np.save(tmp_path / "emb.npy", x)
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"emb\.npy: 1 row\(s\) contain NaN/inf \(first: row 201"):
-        _ev(tmp_path / "emb.npy").run(out, RunLogger(None))
+        _ev(tmp_path / "emb.npy").run(_ctx(out))
     assert not out.exists() or not any(out.iterdir())  # no table with error cells
 
 
@@ -42,17 +48,17 @@ def test_evaluator_truncated_and_foreign_files(tmp_path):
     raw = (tmp_path / "emb.npy").read_bytes()
     (tmp_path / "emb.npy").write_bytes(raw[: len(raw) // 3])
     with pytest.raises(InputError, match="emb.npy: cannot read it as a .npy"):
-        _ev(tmp_path / "emb.npy").run(tmp_path / "o", RunLogger(None))
+        _ev(tmp_path / "emb.npy").run(_ctx(tmp_path / "o"))
     np.savez(tmp_path / "emb.npz", x=_emb())
     with pytest.raises(InputError, match="is an .npz archive"):
-        _ev(tmp_path / "emb.npz").run(tmp_path / "o", RunLogger(None))
+        _ev(tmp_path / "emb.npz").run(_ctx(tmp_path / "o"))
     (tmp_path / "emb.txt").write_text("1 2 3\n")
     with pytest.raises(InputError, match="cannot read"):
-        _ev(tmp_path / "emb.txt").run(tmp_path / "o", RunLogger(None))
+        _ev(tmp_path / "emb.txt").run(_ctx(tmp_path / "o"))
     obj = np.empty((3, 2), dtype=object)
     np.save(tmp_path / "obj.npy", obj, allow_pickle=True)  # loading needs pickle: refused
     with pytest.raises(InputError, match="cannot read"):
-        _ev(tmp_path / "obj.npy").run(tmp_path / "o", RunLogger(None))
+        _ev(tmp_path / "obj.npy").run(_ctx(tmp_path / "o"))
 
 
 @pytest.fixture(scope="module")

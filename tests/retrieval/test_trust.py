@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from geoemb.compression.bitpack import pack_bits
+from geoemb.data.embedding_corpus import EmbeddingCorpusSource
 from geoemb.errors import InputError
-from geoemb.evaluation.retrieval import RetrievalEvaluator, recall_table
+from geoemb.evaluation.retrieval import RetrievalEvaluator
 from geoemb.retrieval import build_index
 from geoemb.retrieval.hamming import hamming_reference
 from geoemb.retrieval.search import HammingGemmIndex, gemm_dtype
+from geoemb.retrieval.study import recall_table
+from geoemb.run.context import RunContext
 from geoemb.utils.run_logger import RunLogger
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -60,11 +63,17 @@ def _corpus(n=400, d=32, seed=0):
     return (rng.standard_normal((n, d)) + 0.3).astype(np.float32)
 
 
-def _ev(path=None, **kw):
-    args = dict(n_corpus=400, n_queries=20, dim=32, embeddings_path=path, ks=(1, 10),
-                methods=("binary", "int8"), backends=("hamming_numpy", "float_torch"))  # fmt: skip
+def _ev(path=None, n_corpus=400, dim=32, root=None, **kw):
+    data = EmbeddingCorpusSource(path=path, synthetic=path is None, synthetic_root=root,
+                                 synthetic_kwargs={"n": n_corpus, "dim": dim, "seed": 0})  # fmt: skip
+    args = dict(data=data, n_queries=20, ks=(1, 10), methods=("binary", "int8"),
+                backends=("hamming_numpy", "float_torch"))  # fmt: skip
     args.update(kw)
     return RetrievalEvaluator(**args)
+
+
+def _ctx(path):
+    return RunContext.local(path, logger=RunLogger(None))
 
 
 def test_evaluator_refuses_wrong_shapes_and_dtypes(tmp_path):
@@ -77,7 +86,7 @@ def test_evaluator_refuses_wrong_shapes_and_dtypes(tmp_path):
     for name, arr in cases.items():
         np.save(tmp_path / name, arr)
         with pytest.raises(InputError, match=name.replace(".", r"\.")):
-            _ev(str(tmp_path / name)).run(tmp_path / "out", RunLogger(None))
+            _ev(str(tmp_path / name)).run(_ctx(tmp_path / "out"))
     with pytest.raises(InputError, match="recall_table x.*row 3"):
         x = _corpus()
         x[3, 0] = np.nan
@@ -96,9 +105,8 @@ def test_unknown_names_fail_before_any_work():
 def test_infeasible_method_is_skipped_with_reason(tmp_path, caplog):
     # pq_8x8 needs >= 256 train rows; the corpus has 200: skipped, reason in the table
     with caplog.at_level(logging.WARNING):
-        m = _ev(n_corpus=200, methods=("binary", "pq_8x8"), metrics=("l2",)).run(
-            tmp_path, RunLogger(None)
-        )
+        m = _ev(n_corpus=200, methods=("binary", "pq_8x8"), metrics=("l2",),
+                root=tmp_path / "data").run(_ctx(tmp_path))  # fmt: skip
     assert "skipping pq_8x8" in caplog.text
     rec = pd.read_csv(tmp_path / "retrieval_recall.csv")
     row = rec.set_index("method").loc["pq_8x8"]
@@ -114,5 +122,5 @@ def test_failing_method_fails_the_run_and_writes_no_table(tmp_path, monkeypatch)
 
     monkeypatch.setattr(qz.AffineQuantizer, "_fit", boom)
     with pytest.raises(ValueError, match="simulated failure"):
-        _ev().run(tmp_path, RunLogger(None))
+        _ev(root=tmp_path / "data").run(_ctx(tmp_path))
     assert not list(tmp_path.glob("retrieval_*"))

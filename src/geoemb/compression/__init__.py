@@ -1,11 +1,17 @@
 """Embedding compression: quantizers, reducers, rotations, bit packing.
 
 Main entry point: :func:`build` (``build("pca64+int8").fit(X_train)``), see
-:mod:`geoemb.compression.registry` for the config grammar.
+:mod:`geoemb.compression.registry` for the config grammar and :data:`COMPRESSORS` for the registry.
+Hamming kNN on packed sign codes is :mod:`geoemb.retrieval.knn` (the one Hamming top-k); the
+compression study (probes, statistics, caches) is :mod:`geoemb.compression.study`.
 """
 
-from geoemb.compression.base import Compressor, InfeasibleConfigError, NotFittedError
-from geoemb.compression.hamming import hamming_distances, hamming_knn, hamming_knn_classify
+from geoemb.compression.base import (
+    Compressor,
+    ConfigFailedError,
+    InfeasibleConfigError,
+    NotFittedError,
+)
 from geoemb.compression.quantizers import (
     AffineQuantizer,
     BinaryQuantizer,
@@ -27,10 +33,11 @@ from geoemb.compression.reducers import (
 )
 from geoemb.compression.registry import (
     BLOG_CONFIGS,
-    QUANTIZERS,
-    REDUCERS,
+    COMPRESSORS,
     available,
     build,
+    describe,
+    has_reducer,
     infeasible_reason,
     nominal_bits,
     output_dim,
@@ -47,11 +54,12 @@ from geoemb.compression.rotations import (
 from geoemb.compression.storage import parquet_bytes_per_vector, parquet_nbytes
 
 __all__ = [
-    "BLOG_CONFIGS", "QUANTIZERS", "REDUCERS", "AffineQuantizer", "BinaryQuantizer", "Compressor",
-    "Float16", "Float32", "InfeasibleConfigError", "NotFittedError", "PCAReducer", "Pipeline", "ProductQuantizer", "RaBitQ",
-    "RandomProjectionReducer", "RandomSubsetSelector", "Reducer", "RotateAffine", "RotateSign",
-    "SVDReducer", "TernaryQuantizer", "TopVarianceSelector", "TurboQuantMSE", "TurboQuantProd",
-    "available", "build", "hamming_distances", "hamming_knn", "hamming_knn_classify",
-    "haar_rotation", "infeasible_reason", "lloyd_max_codebook", "nominal_bits", "output_dim", "pack_uint",
-    "parquet_bytes_per_vector", "parquet_nbytes", "unpack_uint",
+    "BLOG_CONFIGS", "COMPRESSORS", "AffineQuantizer", "BinaryQuantizer", "Compressor",
+    "ConfigFailedError", "Float16",
+    "Float32", "InfeasibleConfigError", "NotFittedError", "PCAReducer", "Pipeline",
+    "ProductQuantizer", "RaBitQ", "RandomProjectionReducer", "RandomSubsetSelector", "Reducer",
+    "RotateAffine", "RotateSign", "SVDReducer", "TernaryQuantizer", "TopVarianceSelector",
+    "TurboQuantMSE", "TurboQuantProd", "available", "build", "describe", "haar_rotation",
+    "has_reducer", "infeasible_reason", "lloyd_max_codebook", "nominal_bits", "output_dim",
+    "pack_uint", "parquet_bytes_per_vector", "parquet_nbytes", "unpack_uint",
 ]  # fmt: skip

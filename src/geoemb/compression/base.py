@@ -34,6 +34,10 @@ class InfeasibleConfigError(GeoembError, ValueError):
     """
 
 
+class ConfigFailedError(GeoembError, RuntimeError):
+    """A compression config failed (unexpectedly) or rows of failed configs are present."""
+
+
 class Compressor(abc.ABC):
     """Abstract compressor. Subclasses implement ``_fit``, ``_encode``, ``_decode``.
 

@@ -1,4 +1,4 @@
-"""Registry of compressors and the ``build(config)`` parser.
+"""The compressor registry (:data:`COMPRESSORS`) and the ``build(config)`` entry point.
 
 Config grammar (case-insensitive, no spaces): ``[<reducer>+]<quantizer>`` or ``<reducer>`` alone.
 
@@ -10,13 +10,19 @@ Quantizers / rotations:
     ``rabitq`` (FAISS, 1 bit).
 Reducers: ``pca<k>`` ``svd<k>`` ``rp<k>`` ``topvar<k>`` ``randsel<k>`` (``pca_64`` and the blog's
 ``PCA(64)`` spellings are also accepted).
+
+Every name is resolved here and nowhere else: :data:`COMPRESSORS` is one
+:class:`~geoemb.utils.registry.Registry` whose entries carry ``meta(kind="quantizer"|"reducer"|
+"pipeline", bits=…)``; :func:`build`, :func:`output_dim`, :func:`nominal_bits`,
+:func:`has_reducer` and :func:`infeasible_reason` answer every question other modules ask about a
+config name.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from geoemb.compression.base import Compressor, InfeasibleConfigError
 from geoemb.compression.quantizers import (
@@ -32,7 +38,6 @@ from geoemb.compression.reducers import (
     Pipeline,
     RandomProjectionReducer,
     RandomSubsetSelector,
-    Reducer,
     SVDReducer,
     TopVarianceSelector,
 )
@@ -43,65 +48,117 @@ from geoemb.compression.rotations import (
     TurboQuantMSE,
     TurboQuantProd,
 )
+from geoemb.utils.registry import Registry, Resolved, UnknownNameError
 
-# name pattern -> (regex, factory(match, **kw) -> Compressor, description)
-QUANTIZERS: dict[str, tuple[str, Callable[..., Compressor], str]] = {
-    "float32": (r"float32|fp32", lambda m, **kw: Float32(), "identity baseline (4·D B)"),
-    "fp16": (r"fp16|float16", lambda m, **kw: Float16(), "half precision (2·D B)"),
-    "int<b>": (
-        r"int([1-8])",
-        lambda m, **kw: AffineQuantizer(int(m[1])),
-        "per-dim min–max affine, b bits, MSB-first packed",
-    ),
-    "binary": (
-        r"binary(?:_(zero|median|mean))?",
-        lambda m, **kw: BinaryQuantizer(m[1] or "zero", **kw),
-        "sign bits x > t (t = 0 / train median / train mean)",
-    ),
-    "ternary": (
-        r"ternary(?:_(twn))?",
-        lambda m, **kw: TernaryQuantizer("twn" if m[1] else "quantile"),
-        "{-1,0,+1} at train 1/3,2/3 quantiles (or TWN), 2 bits/dim",
-    ),
-    "pq_<M>x<bits>": (
-        r"pq_?(\d+)(?:x(\d+))?",
-        lambda m, **kw: ProductQuantizer(int(m[1]), int(m[2] or 8), **kw),
-        "FAISS IndexPQ, M sub-quantizers of nbits",
-    ),
-    "rotate_affine_int<b>": (
-        r"rotate_affine(?:_int|_)?([1-8])",
-        lambda m, **kw: RotateAffine(int(m[1]), **kw),
-        "blog/TerraBit 'TurboQuant': Haar rotation + min–max affine",
-    ),
-    "rotate_sign": (
-        r"rotate_sign",
-        lambda m, **kw: RotateSign(**kw),
-        "TerraBit turbo1: sign(x @ Q)",
-    ),
-    "turboquant_mse_<b>": (
-        r"turboquant_mse_([1-8])",
-        lambda m, **kw: TurboQuantMSE(int(m[1]), **kw),
-        "paper TurboQuant_mse: rotation + fixed Lloyd–Max codebook + norm",
-    ),
-    "turboquant_prod_<b>": (
-        r"turboquant_prod_([1-9])",
-        lambda m, **kw: TurboQuantProd(int(m[1]), **kw),
-        "paper TurboQuant_prod: (b-1)-bit mse + 1-bit QJL residual",
-    ),
-    "rabitq[_<b>]": (
-        r"rabitq(?:_([1-9]))?",
-        lambda m, **kw: RaBitQ(int(m[1] or 1), **kw),
-        "FAISS IndexRaBitQ behind a random rotation (1 bit; multi-bit refused)",
-    ),
-}
+__all__ = [
+    "BLOG_CONFIGS",
+    "COMPRESSORS",
+    "available",
+    "build",
+    "canonical",
+    "describe",
+    "has_reducer",
+    "infeasible_reason",
+    "nominal_bits",
+    "output_dim",
+]
 
-REDUCERS: dict[str, tuple[str, type[Reducer], str]] = {
-    "pca<k>": (r"pca_?(\d+)", PCAReducer, "PCA (centred), fit on train"),
-    "svd<k>": (r"svd_?(\d+)", SVDReducer, "truncated SVD (no centring)"),
-    "rp<k>": (r"rp_?(\d+)", RandomProjectionReducer, "Gaussian random projection"),
-    "topvar<k>": (r"topvar_?(\d+)", TopVarianceSelector, "top-k train-variance dims"),
-    "randsel<k>": (r"randsel_?(\d+)", RandomSubsetSelector, "k random dims"),
+#: Keyword arguments :func:`build` forwards to the constructors that take them.
+BUILD_KWARGS = ("seed", "reconstruct", "store_norm")
+
+COMPRESSORS = Registry("compression config")
+
+_Q = {"kind": "quantizer"}
+_same_dim = {"output_dim": lambda D, **_: D}  # quantizers keep the (reduced) dimension
+COMPRESSORS.add("float32", lambda **_: Float32(), aliases=("fp32",), bits=32,
+                description="identity baseline (4·D B)", **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("fp16", lambda **_: Float16(), aliases=("float16",), bits=16,
+                description="half precision (2·D B)", **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("int<b>", lambda b, **_: AffineQuantizer(b), pattern=r"int(?P<b>[1-8])",
+                bits="b", description="per-dim min–max affine, b bits, MSB-first packed",
+                **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add(
+    "binary",
+    lambda threshold=None, reconstruct="centroid", **_: BinaryQuantizer(
+        threshold or "zero", reconstruct=reconstruct
+    ),
+    pattern=r"binary(?:_(?P<threshold>zero|median|mean))?",
+    bits=1, description="sign bits x > t (t = 0 / train median / train mean)", **_Q, **_same_dim,
+)  # fmt: skip
+COMPRESSORS.add("ternary", lambda twn=None, **_: TernaryQuantizer("twn" if twn else "quantile"),
+                pattern=r"ternary(?:_(?P<twn>twn))?", bits=2,
+                description="{-1,0,+1} at train 1/3,2/3 quantiles (or TWN), 2 bits/dim",
+                **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("pq_<M>x<bits>",
+                lambda m, nbits=None, seed=0, **_: ProductQuantizer(m, nbits or 8, seed=seed),
+                pattern=r"pq_?(?P<m>\d+)(?:x(?P<nbits>\d+))?", bits=None,
+                description="FAISS IndexPQ, M sub-quantizers of nbits", **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("rotate_affine_int<b>", lambda b, seed=0, **_: RotateAffine(b, seed=seed),
+                pattern=r"rotate_affine(?:_int|_)?(?P<b>[1-8])", bits="b",
+                description="blog/TerraBit 'TurboQuant': Haar rotation + min–max affine",
+                **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("rotate_sign", lambda seed=0, **_: RotateSign(seed=seed), bits=1,
+                description="TerraBit turbo1: sign(x @ Q)", **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add(
+    "turboquant_mse_<b>",
+    lambda b, seed=0, store_norm=True, **_: TurboQuantMSE(b, seed=seed, store_norm=store_norm),
+    pattern=r"turboquant_mse_(?P<b>[1-8])", bits="b",
+    description="paper TurboQuant_mse: rotation + fixed Lloyd–Max codebook + norm",
+    **_Q, **_same_dim,
+)  # fmt: skip
+COMPRESSORS.add("turboquant_prod_<b>", lambda b, seed=0, **_: TurboQuantProd(b, seed=seed),
+                pattern=r"turboquant_prod_(?P<b>[1-9])", bits="b",
+                description="paper TurboQuant_prod: (b-1)-bit mse + 1-bit QJL residual",
+                **_Q, **_same_dim)  # fmt: skip
+COMPRESSORS.add("rabitq[_<b>]", lambda b=None, seed=0, **_: RaBitQ(b or 1, seed=seed),
+                pattern=r"rabitq(?:_(?P<b>[1-9]))?", bits=None,
+                description="FAISS IndexRaBitQ behind a random rotation (1 bit; multi-bit refused)",
+                **_Q, **_same_dim)  # fmt: skip
+
+_REDUCER_CLASSES = {
+    "pca": (PCAReducer, "PCA (centred), fit on train"),
+    "svd": (SVDReducer, "truncated SVD (no centring)"),
+    "rp": (RandomProjectionReducer, "Gaussian random projection"),
+    "topvar": (TopVarianceSelector, "top-k train-variance dims"),
+    "randsel": (RandomSubsetSelector, "k random dims"),
 }
+for _kind, (_cls, _desc) in _REDUCER_CLASSES.items():
+    COMPRESSORS.add(
+        f"{_kind}<k>",
+        lambda k, seed=0, _cls=_cls, **_: _cls(k, seed=seed),
+        pattern=rf"{_kind}_?(?P<k>\d+)",
+        output_dim=lambda D, k: k,
+        kind="reducer",
+        bits=32,
+        description=_desc,
+    )
+
+
+def _pipeline_parts(match: re.Match) -> dict[str, Any]:
+    """Resolve ``<reducer>+<quantizer>`` into its two entries (unknown parts raise)."""
+    return {"reducer": _resolve_part(match["reducer"], "reducer"),
+            "quantizer": _resolve_part(match["quantizer"], "quantizer")}  # fmt: skip
+
+
+def _resolve_part(part: str, kind: str) -> Resolved:
+    try:
+        r = COMPRESSORS.resolve(part)
+    except UnknownNameError:
+        raise _unknown(part, part) from None
+    if r.meta.get("kind") != kind:
+        raise _unknown(part, part)
+    return r
+
+
+COMPRESSORS.add(
+    "<reducer>+<quantizer>",
+    lambda reducer, quantizer, **kw: Pipeline(reducer.build(**kw), quantizer.build(**kw)),
+    pattern=r"(?P<reducer>[^+]+)\+(?P<quantizer>[^+]+)",
+    parse=_pipeline_parts,
+    output_dim=lambda D, reducer, quantizer: reducer.output_dim(D),
+    kind="pipeline",
+    description="a reducer then a quantizer on the reduced vectors, e.g. pca64+int8",
+)
 
 #: Configs of the blog's study, in table order (used as the default sweep).
 BLOG_CONFIGS = [
@@ -115,53 +172,42 @@ BLOG_CONFIGS = [
 
 def available() -> list[str]:
     """Human-readable list of accepted name patterns."""
-    return [*QUANTIZERS, *REDUCERS, "<reducer>+<quantizer>"]
+    return COMPRESSORS.names()
 
 
-def _unknown(config: str, part: str) -> ValueError:
-    return ValueError(
+def describe() -> str:
+    """Two-column listing (pattern, description) for ``--help`` texts."""
+    return COMPRESSORS.describe()
+
+
+def _unknown(config: str, part: str) -> UnknownNameError:
+    err = UnknownNameError(
         f"unknown compression config {config!r} (part {part!r}); expected "
-        f"'[<reducer>+]<quantizer>' with quantizer in {list(QUANTIZERS)} and reducer in "
-        f"{list(REDUCERS)}, e.g. 'int8', 'pca64+int8', 'pq_8x8', 'turboquant_mse_4'"
+        f"'[<reducer>+]<quantizer>' with quantizer in {COMPRESSORS.names(kind='quantizer')} and "
+        f"reducer in {COMPRESSORS.names(kind='reducer')}, e.g. 'int8', 'pca64+int8', 'pq_8x8', "
+        "'turboquant_mse_4'"
     )
+    err.part = part  # the failing part, for the caller that knows the whole config
+    return err
 
 
-def _filter_kw(factory: Callable, kw: dict) -> dict:
+def canonical(config: str) -> str:
+    """Lower-case, no spaces, ``PCA(64)`` -> ``pca64`` (the spelling the registry resolves)."""
+    if not isinstance(config, str) or not config.strip():
+        raise UnknownNameError(f"compression config must be a non-empty string, got {config!r}")
+    return re.sub(r"\((\d+)\)", r"\1", config.strip().lower().replace(" ", ""))
+
+
+def resolve(config: str) -> Resolved:
+    """The registry entry ``config`` names (:class:`UnknownNameError` listing the grammar)."""
+    name = canonical(config)
     try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return kw
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return kw
-    return {k: v for k, v in kw.items() if k in params}
+        return COMPRESSORS.resolve(name)
+    except UnknownNameError as e:
+        raise _unknown(config, getattr(e, "part", name)) from None
 
 
-def _make_quantizer(part: str, config: str, kw: dict) -> Compressor | None:
-    for pattern, factory, _ in QUANTIZERS.values():
-        m = re.fullmatch(pattern, part)
-        if m:
-            cls_kw = dict(kw)
-            # drop kwargs the concrete class does not take (e.g. seed for int8)
-            target = {
-                "binary": BinaryQuantizer, "pq": ProductQuantizer, "rotate_affine": RotateAffine,
-                "rotate_sign": RotateSign, "turboquant_mse": TurboQuantMSE,
-                "turboquant_prod": TurboQuantProd, "rabitq": RaBitQ,
-            }  # fmt: skip
-            cls = next((c for p, c in target.items() if part.startswith(p)), None)
-            cls_kw = _filter_kw(cls, cls_kw) if cls is not None else {}
-            return factory(m, **cls_kw)
-    return None
-
-
-def _make_reducer(part: str, kw: dict) -> Reducer | None:
-    for pattern, cls, _ in REDUCERS.values():
-        m = re.fullmatch(pattern, part)
-        if m:
-            return cls(int(m[1]), **_filter_kw(cls, kw))
-    return None
-
-
-def build(config: str, **kw) -> Compressor:
+def build(config: str, **kw: Any) -> Compressor:
     """Build an unfitted compressor from a config string (see module doc).
 
     Parameters
@@ -169,53 +215,41 @@ def build(config: str, **kw) -> Compressor:
     config : str
         e.g. ``"int8"``, ``"pca64+int8"``, ``"pq_8x8"``, ``"turboquant_mse_4"``.
     **kw
-        Forwarded to constructors that accept them (``seed``, ``reconstruct``, ...).
+        ``seed``, ``reconstruct``, ``store_norm``: forwarded to the constructors that take them.
 
     Raises
     ------
     ValueError
-        Unknown or malformed config (the message lists the accepted patterns).
+        Unknown or malformed config (an :class:`~geoemb.utils.registry.UnknownNameError` whose
+        message lists the accepted patterns) or an unknown keyword.
     """
-    if not isinstance(config, str) or not config.strip():
-        raise ValueError(f"compression config must be a non-empty string, got {config!r}")
-    allowed = {"seed", "reconstruct", "store_norm"}
-    bad = set(kw) - allowed
+    bad = set(kw) - set(BUILD_KWARGS)
     if bad:
         raise ValueError(
-            f"build({config!r}): unknown keyword(s) {sorted(bad)}; allowed {sorted(allowed)}"
+            f"build({config!r}): unknown keyword(s) {sorted(bad)}; allowed {sorted(BUILD_KWARGS)}"
         )
-    name = re.sub(r"\((\d+)\)", r"\1", config.strip().lower().replace(" ", ""))  # PCA(64) -> pca64
-    parts = name.split("+")
-    if len(parts) > 2 or any(not p for p in parts):
-        raise _unknown(config, name)
-    if len(parts) == 2:
-        red = _make_reducer(parts[0], kw)
-        if red is None:
-            raise _unknown(config, parts[0])
-        q = _make_quantizer(parts[1], config, kw)
-        if q is None:
-            raise _unknown(config, parts[1])
-        return Pipeline(red, q)  # canonical name '<reducer>+<quantizer>'
-    q = _make_quantizer(name, config, kw)
-    if q is not None:
-        return q  # canonical .name, e.g. 'binary_zero' -> 'binary', 'pq8' -> 'pq_8x8'
-    red = _make_reducer(name, kw)
-    if red is not None:
-        return red
-    raise _unknown(config, name)
+    return resolve(config).build(**kw)
+
+
+def _parts(config: str) -> tuple[Resolved | None, Resolved]:
+    """``(reducer or None, last part)`` of a config."""
+    r = resolve(config)
+    if r.meta["kind"] == "pipeline":
+        return r.params["reducer"], r.params["quantizer"]
+    return (r, r) if r.meta["kind"] == "reducer" else (None, r)
+
+
+def has_reducer(config: str) -> bool:
+    """Whether ``config`` starts with a dimensionality reducer (``pca64``, ``pca64+int8``)."""
+    return _parts(config)[0] is not None
 
 
 def output_dim(config: str, dim: int) -> int:
     """Dimension of the decoded feature space (``decode_features``) for input dimension ``dim``."""
-    build(config)  # validate
-    first = config.strip().lower().split("+")[0]
-    for pattern, _, _ in REDUCERS.values():
-        m = re.fullmatch(pattern, first)
-        if m:
-            if int(m[1]) > dim:
-                raise ValueError(f"{config!r}: k={m[1]} exceeds input dimension {dim}")
-            return int(m[1])
-    return int(dim)
+    out = resolve(config).output_dim(int(dim))
+    if out > dim:
+        raise ValueError(f"{config!r}: k={out} exceeds input dimension {dim}")
+    return out
 
 
 def infeasible_reason(config: str, n_rows: int, dim: int) -> str | None:
@@ -234,14 +268,13 @@ def infeasible_reason(config: str, n_rows: int, dim: int) -> str | None:
 
 def nominal_bits(config: str) -> float | None:
     """Bits per (reduced) dimension of the quantizer part, ``None`` where not per-dim (PQ, RaBitQ)."""
-    q = config.strip().lower().split("+")[-1]
-    table = [
-        (r"float32|fp32", 32), (r"fp16|float16", 16), (r"int([1-8])", None),
-        (r"binary.*|rotate_sign", 1), (r"ternary.*", 2), (r"rotate_affine(?:_int|_)?([1-8])", None),
-        (r"turboquant_(?:mse|prod)_([1-9])", None), (r"(pca|svd|rp|topvar|randsel)_?\d+", 32),
-    ]  # fmt: skip
-    for pat, bits in table:
-        m = re.fullmatch(pat, q)
-        if m:
-            return float(bits if bits is not None else m[m.lastindex])
-    return None
+    _, last = _parts(config)
+    bits = last.meta.get("bits")
+    if isinstance(bits, str):  # the name's parameter (int<b>, turboquant_mse_<b>…)
+        bits = last.params[bits]
+    return None if bits is None else float(bits)
+
+
+def meta(config: str) -> Mapping[str, Any]:
+    """Registry metadata of ``config``'s entry (``kind``, ``bits``)."""
+    return resolve(config).meta

@@ -1,37 +1,47 @@
 """Tables and plots of the compression study: :func:`aggregate` of the per-job result rows.
 
 ``<results_dir>/rows/*.csv`` (one per encoder × config, written by
-:class:`geoemb.evaluation.compression.CompressionEvaluator`) become ``results.csv``, the
+:func:`geoemb.compression.study.run_study`) become ``results.csv``, the
 blog-layout tables (CSV/Markdown/LaTeX under ``tables/``) and the Pareto-front plots. Rows are
 checked first: a ``failed`` row, rows of one encoder computed on different data
 (``data_fingerprint``) or with different probe protocols (``protocol``) raise instead of producing
 a table that looks complete; ``skipped`` rows (infeasible by construction) go to the ``skipped``
-table with their reason.
+table with their reason. Plots of rows computed on the synthetic stand-in carry the
+"(synthetic data)" title suffix.
 
-CLI: ``python -m geoemb.reporting.compression aggregate <results_dir>`` (also reachable as
-``python -m geoemb.evaluation.compression aggregate <results_dir>``).
+CLI: ``python -m geoemb.reporting.compression aggregate <results_dir>`` (the ``geoemb compression
+aggregate`` sub-command: :func:`build_parser` / :func:`dispatch`).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from geoemb.errors import GeoembError, InputError
+from geoemb.compression.base import ConfigFailedError
+from geoemb.compression.registry import has_reducer
+from geoemb.errors import InputError
+from geoemb.reporting.tables import write_table
 from geoemb.utils.io import atomic_path
 from geoemb.utils.run_logger import RunLogger
+
+__all__ = [
+    "ConfigFailedError", "aggregate", "build_parser", "dispatch", "main", "pareto_figure",
+    "pareto_front",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 _METHOD_ORDER = {"float32": 0, "fp16": 1, "int8": 2, "int4": 3, "int3": 4, "int2": 5, "binary": 6}
 
-
-class ConfigFailedError(GeoembError, RuntimeError):
-    """A compression config failed (unexpectedly) or rows of failed configs are present."""
+#: Title suffix of figures made from the synthetic stand-in.
+SYNTHETIC_TAG = " (synthetic data)"
 
 
 def pareto_front(bytes_: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -133,16 +143,18 @@ def _read_spectra(results_dir: Path, rows: pd.DataFrame) -> pd.DataFrame | None:
     return pd.concat(keep, ignore_index=True).drop(columns="_file")
 
 
-def _plot_pareto(df: pd.DataFrame, metric: str, path: Path, title: str) -> Path | None:
-    import matplotlib
+def pareto_figure(df: pd.DataFrame, metric: str, title: str) -> Figure | None:
+    """Bytes vs ``<metric>_acc`` per encoder with its Pareto front (``None``: no such column).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Rows from the synthetic stand-in (``data_source``) add the "(synthetic data)" title suffix.
+    """
     col = f"{metric}_acc"
     if col not in df or df[col].isna().all():
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if "data_source" in df and (df["data_source"] == "synthetic").any():
+        title += SYNTHETIC_TAG
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
     for enc, g in df.dropna(subset=[col]).groupby("encoder", sort=True):
         x, y = g["bytes_payload"].to_numpy(float), 100 * g[col].to_numpy(float)
         (pts,) = ax.plot(x, y, "o", alpha=0.35, ms=4)
@@ -157,9 +169,15 @@ def _plot_pareto(df: pd.DataFrame, metric: str, path: Path, title: str) -> Path 
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _plot_pareto(df: pd.DataFrame, metric: str, path: Path, title: str) -> Path | None:
+    fig = pareto_figure(df, metric, title)
+    if fig is None:
+        return None
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+        fig.savefig(tmp, dpi=120, format="png")
     return path
 
 
@@ -177,9 +195,6 @@ def aggregate(
     ``per_class`` (worst class and F1 drop), ``significance`` (McNemar p, bootstrap CI),
     ``pca_variance`` and ``intrinsic_dim``. Plots: ``pareto_knn.png``, ``pareto_linear.png``.
     """
-    from geoemb.compression.registry import REDUCERS
-    from geoemb.reporting.tables import write_table
-
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
     tdir = out / "tables"
@@ -197,8 +212,7 @@ def aggregate(
         paths["skipped_rows"] = out / "skipped.csv"
     encoders = sorted(df["encoder"].unique())
     has_linear = "linear_acc" in df and not df["linear_acc"].isna().all()
-    reducer_re = "|".join(p for p, _, _ in REDUCERS.values())
-    is_reduced = df["config"].str.split("+").str[0].str.fullmatch(reducer_re)
+    is_reduced = df["config"].map(has_reducer)
 
     def dump(name: str, table: pd.DataFrame, caption: str) -> None:
         if table.empty:
@@ -211,7 +225,7 @@ def aggregate(
             logger.log_table(f"compression/{name}", table)
 
     # 1. quantization × encoder (blog "int8 is always free" table)
-    quant = df[~is_reduced.fillna(False)]
+    quant = df[~is_reduced]
     for metric in ["knn", "linear"] if has_linear else ["knn"]:
         piv = quant.pivot_table(
             index="config", columns="encoder", values=f"{metric}_acc", aggfunc="first"
@@ -318,18 +332,32 @@ def aggregate(
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m geoemb.evaluation.compression aggregate <results_dir>``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("command", choices=["aggregate"])
+def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """The ``aggregate`` command: a sub-parser of ``subparsers`` (``geoemb compression``) or a
+    stand-alone parser (``python -m geoemb.reporting.compression``)."""
+    doc = "rebuild results.csv, the tables and the Pareto plots from <results_dir>/rows/*.csv"
+    if subparsers is None:
+        ap = argparse.ArgumentParser(prog="python -m geoemb.reporting.compression", description=doc)
+        ap.add_argument("command", choices=["aggregate"])
+    else:
+        ap = subparsers.add_parser("aggregate", help=doc, description=doc)
     ap.add_argument("results_dir")
     ap.add_argument("--no-plots", action="store_true")
-    a = ap.parse_args(argv)
-    for k, v in aggregate(a.results_dir, plots=not a.no_plots).items():
+    ap.set_defaults(fn=dispatch)
+    return ap
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed ``aggregate`` command; print what was written."""
+    for k, v in aggregate(args.results_dir, plots=not args.no_plots).items():
         print(f"{k}: {v}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m geoemb.reporting.compression aggregate <results_dir> [--no-plots]``."""
+    return dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

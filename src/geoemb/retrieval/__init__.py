@@ -22,6 +22,7 @@ from geoemb.retrieval.exemplar import (
     write_score_raster,
 )
 from geoemb.retrieval.hamming import hamming_reference, invert_codes
+from geoemb.retrieval.knn import hamming_distances, hamming_knn, hamming_knn_classify
 from geoemb.retrieval.recall import (
     drop_ids,
     exact_knn,
@@ -64,6 +65,9 @@ __all__ = [
     "exemplar_query",
     "exemplar_scores",
     "export_geoparquet",
+    "hamming_distances",
+    "hamming_knn",
+    "hamming_knn_classify",
     "hamming_reference",
     "invert_codes",
     "iter_parquet_parts",

@@ -26,6 +26,9 @@ Guarantees:
   :class:`BuildLockedError` (the lock dies with its process, so ``kill -9`` leaves none behind).
 - **Valid rows only.** NaN/inf embeddings or coordinates raise :class:`~geoemb.errors.InputError`
   naming the input file (or part) and row.
+
+(Longer than the ~450-line guideline on purpose: the resume, integrity and lock guarantees above
+are one state machine over one folder; split across modules they would be harder to check.)
 """
 
 from __future__ import annotations

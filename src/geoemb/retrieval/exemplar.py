@@ -23,6 +23,7 @@ from geoemb.compression.bitpack import pack_bits, unpack_bits
 from geoemb.errors import InputError
 from geoemb.retrieval.hamming import check_codes, hamming_numpy, invert_codes, to_words
 from geoemb.utils.geoparquet import write_geoparquet
+from geoemb.utils.io import atomic_path
 
 COMBINE = ("mean", "and", "or", "xor", "majority")
 #: Largest score raster written (float32: 1 GB); a typo'd resolution must not exhaust memory.
@@ -165,10 +166,8 @@ def write_score_raster(
     path: str | os.PathLike, grid: np.ndarray, transform: Sequence[float]
 ) -> Path:
     """Write a score raster as a single-band float32 GeoTIFF in EPSG:4326 (atomic)."""
-    import rasterio
+    import rasterio  # heavy GDAL stack: only loaded to write a raster
     from affine import Affine
-
-    from geoemb.utils.io import atomic_path
 
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", driver="GTiff", height=grid.shape[0], width=grid.shape[1],

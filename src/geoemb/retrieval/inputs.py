@@ -4,13 +4,16 @@
   file + row range) and refuses NaN/inf embeddings or coordinates, naming file and row;
 - :func:`input_identity` identifies an input file for resume (path, size, mtime, rows, footer
   hash) and turns an unreadable/truncated file into an :class:`~geoemb.errors.InputError`;
-- :func:`check_rows` is the row validation the builder applies to every batch.
+- :func:`check_rows` is the row validation the builder applies to every batch;
+- :func:`check_embeddings` / :func:`read_embeddings` validate / read an ``(N, D)`` embedding matrix
+  (``.npy``, or a Parquet file or folder of parts with an embedding column) for the recall study.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -169,3 +172,120 @@ def iter_parquet_parts(paths: Sequence[str | os.PathLike], batch_rows: int = 655
             else:
                 yield part, batch
             start, part = stop, part + 1
+
+
+# --------------------------------------------------------------------------- embedding matrices
+
+
+def check_embeddings(x: np.ndarray, source: str = "embeddings") -> np.ndarray:
+    """Validate an ``(N, D)`` float embedding matrix; return it as C-contiguous float32.
+
+    Raises
+    ------
+    InputError
+        Not 2-D, empty, not a float dtype, or any NaN/inf value (naming ``source`` and the first
+        bad row; float64 values beyond float32 range count as inf).
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or 0 in x.shape:
+        raise InputError(f"{source}: expected a non-empty (N, D) embedding matrix, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"{source}: expected float embeddings, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):  # overflow -> inf, reported just below
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise InputError(
+            f"{source}: {len(rows)} row(s) contain NaN/inf (first: row {rows[0]}); non-finite "
+            "embeddings are invalid data"
+        )
+    return x
+
+
+def _parquet_embeddings(path: Path, column: str, source: str) -> np.ndarray:
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{source}: folder {path} holds no *.parquet files")
+    parts = []
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+            if column not in schema.names:
+                raise InputError(
+                    f"{source}: {f} has no column {column!r} (columns: {schema.names}); expected "
+                    "one (N, D) embedding column (FixedSizeList or list of floats)"
+                )
+            col = pq.read_table(f, columns=[column])[column]
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(
+                f"{source}: cannot read Parquet file {f} ({type(e).__name__}: {e})"
+            ) from e
+        t = col.type
+        if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
+            raise InputError(f"{source}: {f} column {column!r} must be a list of floats, got {t}")
+        if not pa.types.is_floating(t.value_type):
+            raise InputError(f"{source}: {f} column {column!r} holds {t.value_type}, not floats")
+        if col.null_count:
+            raise InputError(f"{source}: {f} column {column!r} has {col.null_count} null rows")
+        if pa.types.is_fixed_size_list(t):
+            parts.append(
+                fsl_to_numpy(col, np.float64 if t.value_type == pa.float64() else np.float32)
+            )
+            continue
+        arr = col.combine_chunks() if col.num_chunks else pa.array([], type=t)
+        lens = np.asarray(arr.value_lengths())
+        if len(lens) and (lens != lens[0]).any():
+            bad = int(np.flatnonzero(lens != lens[0])[0])
+            raise InputError(
+                f"{source}: {f} row {bad} has {lens[bad]} values, row 0 has {lens[0]}; embeddings "
+                "must all have the same width"
+            )
+        width = int(lens[0]) if len(lens) else 0
+        parts.append(
+            np.asarray(arr.flatten().to_numpy(zero_copy_only=False)).reshape(len(arr), width)
+        )
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def read_embeddings(path: str | os.PathLike, column: str = "embedding",
+                    source: str | None = None) -> np.ndarray:  # fmt: skip
+    """Read an ``(N, D)`` float embedding matrix from ``path``; return it validated as float32.
+
+    Parameters
+    ----------
+    path:
+        A ``.npy`` file (one array saved with ``numpy.save``; pickled arrays are refused), or a
+        Parquet file / folder of ``*.parquet`` parts (read in name order) with ``column`` holding
+        one embedding per row (``FixedSizeList<float>`` as ``python -m geoemb.retrieval synth``
+        writes it, or a list of floats).
+    column:
+        The embedding column of Parquet inputs.
+    source:
+        How error messages name the input (default: the path).
+
+    Raises
+    ------
+    InputError
+        Unreadable/truncated file, an ``.npz`` archive, a missing column, ragged or non-float
+        embeddings, or non-finite values (naming the file and first bad row).
+    """
+    p = Path(path)
+    source = source or str(p)
+    if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
+        x = _parquet_embeddings(p, column, source)
+    else:
+        try:
+            x = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(
+                f"{source}: cannot read it as a .npy array ({type(e).__name__}: {e}); expected an "
+                "(N, D) float .npy file or a Parquet file/folder with an embedding column"
+            ) from e
+        if not isinstance(x, np.ndarray):  # an .npz archive
+            x.close()
+            raise InputError(
+                f"{source}: is an .npz archive; expected one (N, D) float array saved with "
+                "numpy.save (.npy)"
+            )
+    return check_embeddings(x, source)

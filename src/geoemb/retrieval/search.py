@@ -13,12 +13,13 @@ Distances: ``hamming`` backends return integer Hamming distances (ascending); fl
 ``"cosine"`` return similarities (descending, like FAISS ``IndexFlatIP``; cosine L2-normalises
 database and queries).
 
-Registry: :data:`BACKENDS` / :func:`build_index`.
+Registry: :data:`BACKENDS` (one :class:`~geoemb.utils.registry.Registry`; ``meta(kind="hamming"|
+"float"|"dequantized"|"rerank", device=…)``) / :func:`build_index`. The Hamming backends live in
+:mod:`geoemb.retrieval.hamming_index`, the common interface in :mod:`geoemb.retrieval.index`.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -27,309 +28,31 @@ import torch
 
 from geoemb.compression.bitpack import pack_bits
 from geoemb.retrieval import topk as tk
-from geoemb.retrieval.hamming import (
-    check_codes,
-    hamming_numpy,
-    hamming_torch_gemm,
-    hamming_torch_swar,
-    to_words,
-    unpack_pm1,
-    words_to_torch,
+from geoemb.retrieval.hamming_index import (
+    FP16_EXACT_BITS,
+    HammingFaissIndex,
+    HammingGemmIndex,
+    HammingNumbaIndex,
+    HammingNumpyIndex,
+    HammingTorchIndex,
+    gemm_dtype,
 )
-
-ArrayLike = np.ndarray | torch.Tensor
-FLOAT_METRICS = ("l2", "ip", "cosine")
-
-
-def _to_numpy(x: ArrayLike) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _check_k(k: int) -> int:
-    if not isinstance(k, int | np.integer) or int(k) < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
-def _check_metric(metric: str) -> str:
-    if metric not in FLOAT_METRICS:
-        raise ValueError(f"metric must be one of {FLOAT_METRICS}, got {metric!r}")
-    return metric
-
-
-def _l2_normalize_np(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
-
-
-class SearchIndex(abc.ABC):
-    """Base class: query batching, output typing and the public ``search`` contract."""
-
-    name: str = "base"
-    metric: str = "hamming"
-
-    def __init__(self, chunk_size: int = 65536, query_batch: int = 1024) -> None:
-        if chunk_size < 1 or query_batch < 1:
-            raise ValueError("chunk_size and query_batch must be >= 1")
-        self.chunk_size = int(chunk_size)
-        self.query_batch = int(query_batch)
-        self.ntotal = 0
-
-    @property
-    def largest(self) -> bool:
-        """True when distances are similarities (sorted descending)."""
-        return self.metric in ("ip", "cosine")
-
-    def search(self, queries: ArrayLike, k: int) -> tuple[ArrayLike, ArrayLike]:
-        """Exact k-NN search.
-
-        Parameters
-        ----------
-        queries:
-            ``(nq, B)`` uint8 packed codes for Hamming backends, ``(nq, D)`` float for float ones.
-        k:
-            Number of neighbours (``min(k, n)`` columns are returned).
-
-        Returns
-        -------
-        distances, ids:
-            ``(nq, min(k, n))`` each; ids int64, sorted by distance then id.
-        """
-        k = _check_k(k)
-        as_torch = isinstance(queries, torch.Tensor)
-        q = self._prepare_queries(queries)
-        nq = len(q)
-        kk = min(k, self.ntotal)
-        if nq == 0 or kk == 0:
-            d = np.zeros((nq, kk), dtype=np.float32 if self.metric != "hamming" else np.int64)
-            i = np.zeros((nq, kk), dtype=np.int64)
-            return (torch.from_numpy(d), torch.from_numpy(i)) if as_torch else (d, i)
-        ds, is_ = [], []
-        for s in range(0, nq, self.query_batch):
-            d, i = self._search_batch(q[s : s + self.query_batch], kk)
-            ds.append(d)
-            is_.append(i)
-        if isinstance(ds[0], torch.Tensor):
-            d, i = torch.cat(ds), torch.cat(is_)
-            return (d, i) if as_torch else (d.cpu().numpy(), i.cpu().numpy())
-        d, i = np.concatenate(ds), np.concatenate(is_)
-        return (torch.from_numpy(d), torch.from_numpy(i)) if as_torch else (d, i)
-
-    @abc.abstractmethod
-    def _prepare_queries(self, queries: ArrayLike) -> Any: ...
-
-    @abc.abstractmethod
-    def _search_batch(self, q: Any, k: int) -> tuple[ArrayLike, ArrayLike]: ...
-
-
-# --------------------------------------------------------------------------- Hamming backends
-
-
-class _HammingBase(SearchIndex):
-    metric = "hamming"
-
-    def __init__(self, codes: ArrayLike, dim: int | None = None, **kw: Any) -> None:
-        super().__init__(**kw)
-        codes_np = check_codes(_to_numpy(codes), name="database codes")
-        self.nbytes = codes_np.shape[1]
-        self.dim = int(dim) if dim is not None else self.nbytes * 8
-        if (self.dim + 7) // 8 != self.nbytes:
-            raise ValueError(
-                f"dim={self.dim} bits needs {(self.dim + 7) // 8} bytes per code, "
-                f"database codes have {self.nbytes}"
-            )
-        self.ntotal = len(codes_np)
-        self._build(codes_np, codes)
-
-    @abc.abstractmethod
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None: ...
-
-    def _query_codes(self, queries: ArrayLike) -> np.ndarray:
-        return check_codes(_to_numpy(queries), self.nbytes, name="query codes")
-
-
-class HammingNumpyIndex(_HammingBase):
-    """XOR + ``np.bitwise_count`` on uint64 words, chunked, single-threaded numpy."""
-
-    name = "hamming_numpy"
-
-    def __init__(self, codes: ArrayLike, dim: int | None = None, chunk_size: int = 8192,
-                 query_batch: int = 256) -> None:  # fmt: skip
-        super().__init__(codes, dim, chunk_size=chunk_size, query_batch=query_batch)
-
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
-        words = to_words(codes_np)
-        self._chunks = [
-            np.ascontiguousarray(words[s : s + self.chunk_size].T)
-            for s in range(0, self.ntotal, self.chunk_size)
-        ]
-
-    def _prepare_queries(self, queries: ArrayLike) -> np.ndarray:
-        return to_words(self._query_codes(queries))
-
-    def _search_batch(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        d_run = i_run = None
-        for c, chunk in enumerate(self._chunks):
-            dist = hamming_numpy(q, chunk)
-            d, i = tk.np_topk_int(dist, k, offset=c * self.chunk_size)
-            d_run, i_run = tk.np_merge(d_run, i_run, d, i, k)
-        return d_run, i_run
-
-
-class HammingTorchIndex(_HammingBase):
-    """XOR + SWAR popcount on int64 words in torch (CPU or GPU), chunked."""
-
-    name = "hamming_torch"
-
-    def __init__(self, codes: ArrayLike, dim: int | None = None, chunk_size: int = 4096,
-                 query_batch: int = 128, device: str | torch.device | None = None) -> None:  # fmt: skip
-        self.device = torch.device(device) if device is not None else (
-            codes.device if isinstance(codes, torch.Tensor) else torch.device("cpu")
-        )  # fmt: skip
-        super().__init__(codes, dim, chunk_size=chunk_size, query_batch=query_batch)
-
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
-        words = words_to_torch(to_words(codes_np), self.device)
-        self._chunks = [
-            words[s : s + self.chunk_size].T.contiguous()
-            for s in range(0, self.ntotal, self.chunk_size)
-        ]
-
-    def _prepare_queries(self, queries: ArrayLike) -> torch.Tensor:
-        return words_to_torch(to_words(self._query_codes(queries)), self.device)
-
-    def _search_batch(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        d_run = i_run = None
-        for c, chunk in enumerate(self._chunks):
-            d, i = tk.torch_topk_int(hamming_torch_swar(q, chunk), k, offset=c * self.chunk_size)
-            d_run, i_run = tk.torch_merge(d_run, i_run, d, i, k)
-        return d_run, i_run
-
-
-#: Largest code length whose ±1 dot products (|s·t| <= L) are all exact integers in fp16.
-FP16_EXACT_BITS = 2048
-
-
-def gemm_dtype(device: str | torch.device, dim: int) -> torch.dtype:
-    """GEMM dtype :class:`HammingGemmIndex` picks: fp16 on CUDA up to 2048 bits, else fp32."""
-    cuda = torch.device(device).type == "cuda"
-    return torch.float16 if cuda and dim <= FP16_EXACT_BITS else torch.float32
-
-
-class HammingGemmIndex(_HammingBase):
-    """Unpack to ±1 and use ``H = (L - s·t)/2`` (fp16 on CUDA up to 2048 bits, else fp32), chunked.
-
-    ``cache_unpacked=True`` keeps the unpacked database (``L`` × 2 or 4 bytes per row) resident;
-    the default unpacks chunk by chunk (memory bounded) except on CUDA. ``dtype`` overrides
-    :func:`gemm_dtype` (fp16 is refused above 2048 bits, where it is no longer exact); database
-    and queries always share one dtype.
-    """
-
-    name = "hamming_gemm"
-
-    def __init__(self, codes: ArrayLike, dim: int | None = None, chunk_size: int = 65536,
-                 query_batch: int = 1024, device: str | torch.device | None = None,
-                 cache_unpacked: bool | None = None, dtype: torch.dtype | None = None) -> None:  # fmt: skip
-        self.device = torch.device(device) if device is not None else (
-            codes.device if isinstance(codes, torch.Tensor) else torch.device("cpu")
-        )  # fmt: skip
-        self._dtype_arg = dtype
-        self.cache_unpacked = (
-            self.device.type == "cuda" if cache_unpacked is None else cache_unpacked
-        )
-        super().__init__(codes, dim, chunk_size=chunk_size, query_batch=query_batch)
-
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
-        # the dtype is fixed here, once self.dim is known, before anything is unpacked with it
-        dt = self._dtype_arg
-        self.dtype = gemm_dtype(self.device, self.dim) if dt is None else dt
-        exact_bits = {torch.float16: FP16_EXACT_BITS, torch.bfloat16: 256,
-                      torch.float32: 1 << 24, torch.float64: 1 << 53}  # fmt: skip
-        if self.dtype not in exact_bits:
-            raise ValueError(f"hamming_gemm: dtype must be a float dtype, got {self.dtype}")
-        if self.dim > exact_bits[self.dtype]:
-            raise ValueError(
-                f"hamming_gemm: {self.dtype} is not exact for {self.dim}-bit codes; use float32"
-            )
-        packed = torch.from_numpy(codes_np).to(self.device)
-        self._chunks = [
-            packed[s : s + self.chunk_size] for s in range(0, self.ntotal, self.chunk_size)
-        ]
-        if self.cache_unpacked:
-            self._chunks = [unpack_pm1(c, self.dim, self.dtype) for c in self._chunks]
-
-    def _prepare_queries(self, queries: ArrayLike) -> torch.Tensor:
-        q = torch.from_numpy(self._query_codes(queries)).to(self.device)
-        return unpack_pm1(q, self.dim, self.dtype)
-
-    def _search_batch(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        d_run = i_run = None
-        for c, chunk in enumerate(self._chunks):
-            pm1 = chunk if self.cache_unpacked else unpack_pm1(chunk, self.dim, self.dtype)
-            d, i = tk.torch_topk_int(hamming_torch_gemm(q, pm1), k, offset=c * self.chunk_size)
-            d_run, i_run = tk.torch_merge(d_run, i_run, d, i, k)
-        return d_run, i_run
-
-
-class HammingNumbaIndex(_HammingBase):
-    """Fused blocked popcount scan with running top-k (numba, multi-threaded). geoemb's CPU kernel."""
-
-    name = "hamming_numba"
-
-    def __init__(self, codes: ArrayLike, dim: int | None = None, chunk_size: int = 1 << 30,
-                 query_batch: int = 4096, block: int = 2048) -> None:  # fmt: skip
-        try:
-            import numba
-
-            from geoemb.retrieval import _numba
-        except ImportError as e:  # pragma: no cover - depends on environment
-            raise ImportError(
-                "backend 'hamming_numba' needs numba (pip install numba); "
-                "use 'hamming_numpy' or 'hamming_torch' instead"
-            ) from e
-        self._kernel = _numba.hamming_topk_update
-        self._numba = numba
-        self.block = int(block)
-        super().__init__(codes, dim, chunk_size=chunk_size, query_batch=query_batch)
-
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
-        self._words = np.ascontiguousarray(to_words(codes_np))
-
-    def _prepare_queries(self, queries: ArrayLike) -> np.ndarray:
-        return np.ascontiguousarray(to_words(self._query_codes(queries)))
-
-    def _search_batch(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        out_d = np.full((len(q), k), np.iinfo(np.int64).max, dtype=np.int64)
-        out_i = np.full((len(q), k), -1, dtype=np.int64)
-        nthreads = max(1, min(self._numba.get_num_threads(), len(q)))
-        for s in range(0, self.ntotal, self.chunk_size):
-            self._kernel(
-                q, self._words[s : s + self.chunk_size], s, self.block, nthreads, out_d, out_i
-            )
-        return out_d, out_i
-
-
-class HammingFaissIndex(_HammingBase):
-    """FAISS ``IndexBinaryFlat`` over the padded byte codes (rows re-sorted by (distance, id))."""
-
-    name = "hamming_faiss"
-
-    def _build(self, codes_np: np.ndarray, codes: ArrayLike) -> None:
-        import faiss
-
-        self._index = faiss.IndexBinaryFlat(self.nbytes * 8)
-        self._index.add(codes_np)
-
-    def _prepare_queries(self, queries: ArrayLike) -> np.ndarray:
-        return self._query_codes(queries)
-
-    def _search_batch(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        d, i = self._index.search(q, k)
-        order = np.lexsort((i, d), axis=1)
-        return (np.take_along_axis(d, order, 1).astype(np.int64), np.take_along_axis(i, order, 1))
-
-
-# --------------------------------------------------------------------------- float backends
+from geoemb.retrieval.index import (
+    FLOAT_METRICS,
+    ArrayLike,
+    SearchIndex,
+    _check_metric,
+    _l2_normalize_np,
+    _to_numpy,
+)
+from geoemb.utils.registry import Registry
+
+__all__ = [
+    "BACKENDS", "FLOAT_METRICS", "FP16_EXACT_BITS", "HAMMING_BACKENDS", "BinaryRerankIndex",
+    "DequantizedIndex", "FloatFaissIndex", "FloatTorchIndex", "HammingFaissIndex",
+    "HammingGemmIndex", "HammingNumbaIndex", "HammingNumpyIndex", "HammingTorchIndex",
+    "SearchIndex", "build_index", "default_hamming_backend", "gemm_dtype", "sign_encoder",
+]  # fmt: skip
 
 
 class FloatTorchIndex(SearchIndex):
@@ -561,7 +284,7 @@ class BinaryRerankIndex(SearchIndex):
 
 def _numba_available() -> bool:
     try:
-        import numba  # noqa: F401
+        import numba  # noqa: F401  (optional dependency: probed, not used here)
     except ImportError:
         return False
     return True
@@ -572,29 +295,40 @@ def default_hamming_backend() -> str:
     return "hamming_numba" if _numba_available() else "hamming_numpy"
 
 
-BACKENDS: dict[str, type[SearchIndex]] = {
-    "hamming_numpy": HammingNumpyIndex,
-    "hamming_torch": HammingTorchIndex,
-    "hamming_gemm": HammingGemmIndex,
-    "hamming_numba": HammingNumbaIndex,
-    "hamming_faiss": HammingFaissIndex,
-    "float_torch": FloatTorchIndex,
-    "float_faiss": FloatFaissIndex,
-    "dequantized": DequantizedIndex,
-    "binary_rerank": BinaryRerankIndex,
-}
-HAMMING_BACKENDS = [n for n in BACKENDS if n.startswith("hamming_")]
+#: Every search backend: ``meta(kind=…)`` says what it searches (packed ``hamming`` codes,
+#: ``float`` vectors, ``dequantized`` compressor codes, ``rerank``: codes + rerank vectors);
+#: ``device=True`` backends take a ``device=`` argument; ``metric`` fixes the metric (cdist: l2).
+BACKENDS = Registry("search backend")
+BACKENDS.add("hamming_numpy", HammingNumpyIndex, kind="hamming", device=False,
+             description="XOR + np.bitwise_count on uint64 words (numpy)")  # fmt: skip
+BACKENDS.add("hamming_torch", HammingTorchIndex, kind="hamming", device=True,
+             description="XOR + SWAR popcount on int64 words (torch, CPU/GPU)")  # fmt: skip
+BACKENDS.add("hamming_gemm", HammingGemmIndex, kind="hamming", device=True,
+             description="±1 GEMM, H = (L - s·t)/2 (exact; for GPUs)")  # fmt: skip
+BACKENDS.add("hamming_numba", HammingNumbaIndex, kind="hamming", device=False,
+             description="fused blocked popcount scan with running top-k (numba, CPU)")  # fmt: skip
+BACKENDS.add("hamming_faiss", HammingFaissIndex, kind="hamming", device=False,
+             description="FAISS IndexBinaryFlat")  # fmt: skip
+BACKENDS.add("float_torch", FloatTorchIndex, kind="float", device=True,
+             description="exact float search, GEMM (l2 / ip / cosine; torch)")  # fmt: skip
+BACKENDS.add("float_cdist", lambda data, **kw: FloatTorchIndex(data, use_cdist=True, **kw),
+             kind="float", device=True, metric="l2",
+             description="exact float search with torch.cdist (l2)")  # fmt: skip
+BACKENDS.add("float_faiss", FloatFaissIndex, kind="float", device=False,
+             description="FAISS IndexFlatL2 / IndexFlatIP")  # fmt: skip
+BACKENDS.add("dequantized", DequantizedIndex, kind="dequantized", device=True,
+             description="decode geoemb.compression codes, then exact float search")  # fmt: skip
+BACKENDS.add("binary_rerank", BinaryRerankIndex, kind="rerank", device=False,
+             description="Hamming shortlist of k·m, exact rerank (float or int8 vectors)")  # fmt: skip
+HAMMING_BACKENDS = BACKENDS.names(kind="hamming")
 
 
 def build_index(name: str, data: Any, **kw: Any) -> SearchIndex:
-    """Build a search index by registry name.
+    """Build a search index by registry name (:data:`BACKENDS`).
 
-    ``float_cdist`` is an alias for ``float_torch`` with ``use_cdist=True``.
+    Raises
+    ------
+    UnknownNameError
+        ``name`` is not a backend (a ``ValueError``; the message lists the valid names).
     """
-    if name == "float_cdist":
-        return FloatTorchIndex(data, use_cdist=True, **kw)
-    if name not in BACKENDS:
-        raise ValueError(
-            f"unknown search backend {name!r}; known: {sorted([*BACKENDS, 'float_cdist'])}"
-        )
-    return BACKENDS[name](data, **kw)
+    return BACKENDS.get(name).builder(data, **kw)

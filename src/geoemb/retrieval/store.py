@@ -48,6 +48,7 @@ from geoemb.retrieval.build import (  # noqa: F401  (re-exported: the builder us
     iter_parquet_parts,
     write_manifest,
 )
+from geoemb.retrieval.search import build_index, default_hamming_backend
 from geoemb.utils.geoparquet import bbox_struct
 
 Box = tuple[float, float, float, float]
@@ -241,8 +242,6 @@ class CorpusStore:
         Returns a table ``query, rank, id, distance, lon, lat, bbox, geometry`` (empty if the ROI
         holds no rows).
         """
-        from geoemb.retrieval.search import build_index, default_hamming_backend
-
         q = np.asarray(query_codes)
         if q.ndim != 2 or q.dtype != np.uint8 or q.shape[1] != self.code_bytes:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""McNemar vs statsmodels, paired bootstrap vs scipy, Hamming kNN vs brute force."""
+"""McNemar vs statsmodels, paired bootstrap vs scipy, per-class F1 vs sklearn."""
 
 import numpy as np
 import pytest
@@ -12,8 +12,6 @@ from geoemb.analysis.stats import (
     paired_bootstrap_ci,
     per_class_f1,
 )
-from geoemb.compression import hamming_distances, hamming_knn, hamming_knn_classify
-from geoemb.compression.hamming import majority_vote
 
 
 @pytest.mark.parametrize("b,c", [(6, 0), (0, 6), (3, 5), (17, 9), (40, 61), (1, 1), (250, 199)])
@@ -77,44 +75,3 @@ def test_per_class_f1_matches_sklearn():
     np.testing.assert_allclose(
         f1_drop(y, q, p, 6), f1_score(y, p, average=None) - f1_score(y, q, average=None)
     )
-
-
-@pytest.mark.parametrize("dim", [13, 64, 100])
-def test_hamming_distances_equal_unpacked_brute_force(dim):
-    rng = np.random.default_rng(dim)
-    a = rng.integers(0, 2, (30, dim)).astype(np.uint8)
-    b = rng.integers(0, 2, (50, dim)).astype(np.uint8)
-    ref = (a[:, None, :] != b[None, :, :]).sum(-1)
-    np.testing.assert_array_equal(hamming_distances(np.packbits(a, 1), np.packbits(b, 1)), ref)
-
-
-@pytest.mark.parametrize("dim", [12, 64])
-def test_hamming_knn_equals_brute_force_with_index_tie_break(dim):
-    rng = np.random.default_rng(dim + 1)
-    db = rng.integers(0, 2, (700, dim)).astype(np.uint8)
-    q = rng.integers(0, 2, (40, dim)).astype(np.uint8)
-    ref_d = (q[:, None, :] != db[None]).sum(-1)
-    order = np.lexsort((np.broadcast_to(np.arange(700), ref_d.shape), ref_d), axis=1)[:, :7]
-    d, i = hamming_knn(np.packbits(q, 1), np.packbits(db, 1), 7, query_batch=16, db_batch=128)
-    np.testing.assert_array_equal(i, order)
-    np.testing.assert_array_equal(d, np.take_along_axis(ref_d, order, 1))
-    # vs FAISS's exhaustive binary search (distances only: FAISS tie order may differ)
-    import faiss
-
-    if dim % 8 == 0:
-        fd, _ = faiss.knn_hamming(np.packbits(q, 1), np.packbits(db, 1), 7)
-        np.testing.assert_array_equal(d, fd)
-
-
-def test_hamming_knn_classify_matches_brute_force_vote():
-    rng = np.random.default_rng(3)
-    dim = 24
-    tr = rng.integers(0, 2, (300, dim)).astype(np.uint8)
-    te = rng.integers(0, 2, (60, dim)).astype(np.uint8)
-    y = rng.integers(0, 4, 300)
-    ref_d = (te[:, None, :] != tr[None]).sum(-1)
-    order = np.lexsort((np.broadcast_to(np.arange(300), ref_d.shape), ref_d), axis=1)[:, :5]
-    ref = [np.bincount(y[o], minlength=4).argmax() for o in order]
-    got = hamming_knn_classify(np.packbits(tr, 1), y, np.packbits(te, 1), k=5)
-    np.testing.assert_array_equal(got, ref)
-    assert majority_vote(np.array([[2, 1, 1, 2, 0]]))[0] == 1  # ties -> smallest label
