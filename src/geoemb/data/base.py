@@ -18,11 +18,19 @@ MAX_AUTO_WORKERS = 8
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    """CPUs this process may use: its affinity mask (else ``os.cpu_count()``), capped by a cgroup
+    v2 CPU quota (``/sys/fs/cgroup/cpu.max``, e.g. a container limited to 2 of 64 cores)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS / Windows
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
 
 
 def resolve_num_workers(value: int | str | None) -> int:

@@ -207,7 +207,7 @@ class DataSource:
             raise InputError(f"data.synthetic_root={parent} is a file; expected a folder")
         names = [p.name for p in parent.iterdir()]
         ours = any(
-            (_KEY.match(n) and (parent / n / MARKER).is_file())
+            (_KEY.match(n) and (parent / n).is_dir())
             or _KEY_TMP.match(n)
             or n in self.legacy_markers
             for n in names
@@ -215,7 +215,7 @@ class DataSource:
         if names and not ours:
             raise InputError(
                 f"data.synthetic_root={parent} exists and was not written by geoemb's synthetic "
-                f"generator (no stand-in with a {MARKER} marker inside); refusing to generate "
+                f"generator (no content-keyed stand-in folder inside); refusing to generate "
                 f"into it (it may hold real data). Point data.synthetic_root at a new or empty "
                 f"folder."
             )
