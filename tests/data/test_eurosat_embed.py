@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import rasterio
@@ -12,6 +14,15 @@ from geoemb.data import eurosat_embed as E
 from geoemb.data.synthetic import eurosat_embed as S
 
 ENCODERS = {"aef": (64, "uint8"), "olmoearth-nano": (128, "float32"), "tessera": (128, "uint8")}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one intra-op thread is much faster on the shared 2-core CI box (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _write(path, arr, nodata=None):
@@ -182,7 +193,8 @@ def test_bad_inputs(tmp_path, syn_root):
         E.EuroSATEmbedDataset(tmp_path, "aef", "val")
 
 
-def test_ensure_generated_skips_and_datamodule(tmp_path, syn_root):
+def test_ensure_generated_skips(tmp_path):
+    """The evaluator-side helper (until the GeoPool evaluator reads ``data.source``)."""
     root = tmp_path / "syn"
     S.ensure_generated(root, n_per_class=5, encoders=("aef",))
     f = root / "eurosat-aef/Forest/Forest_1.tif"
@@ -191,19 +203,60 @@ def test_ensure_generated_skips_and_datamodule(tmp_path, syn_root):
     assert f.stat().st_mtime_ns == mtime  # marker present -> skipped
     with pytest.raises(TypeError, match="unknown synthetic"):
         S.ensure_generated(root, n_per_clas=5)
-    dm = E.EuroSATEmbedDataModule(
-        root=str(tmp_path / "real"), encoder="aef", split="spatial", batch_size=4,
-        synthetic=True, synthetic_root=str(root), synthetic_kwargs={"n_per_class": 5},
-    )  # fmt: skip
-    dm.prepare_data()
-    assert f.stat().st_mtime_ns == mtime
+
+
+def test_datamodule_stand_in_generated_once_keyed_and_read_back(tmp_path):
+    from geoemb.data.source import MARKER
+
+    kw = {"root": str(tmp_path / "real"), "encoder": "aef", "split": "spatial", "batch_size": 4,
+          "synthetic": True, "synthetic_kwargs": {"n_per_class": 5}}  # fmt: skip
+    dm = E.EuroSATEmbedDataModule(**kw)
+    assert dm.data_source == "synthetic" and dm.source.data_source == "synthetic"
+    folder = dm.check()
+    assert folder.parent == tmp_path / "synthetic" / "eurosat_embed" and (folder / MARKER).is_file()
+    assert dm.data_root == folder and E.is_synthetic(folder)
+    f = folder / "eurosat-aef/Forest/Forest_1.tif"
+    mtime = f.stat().st_mtime_ns
     dm.setup("fit")
     b = next(iter(dm.train_dataloader()))
     assert b["image"].shape == (4, 64, 64, 64) and b["mask"].shape == (4, 64, 64)
-    assert dm.num_bands == 64 and dm.data_source == "synthetic" and E.is_synthetic(root)
+    assert dm.num_bands == 64
+    again = E.EuroSATEmbedDataModule(**kw)
+    again.prepare_data()
+    assert again.data_root == folder and f.stat().st_mtime_ns == mtime  # no regeneration
+    # another encoder is another stand-in (keyed by the generator's arguments)
+    other = E.EuroSATEmbedDataModule(**{**kw, "encoder": "olmoearth-nano"})
+    assert other.source.synthetic_dir() != folder
+    with pytest.raises(ValueError, match="unknown argument.*n_per_clas"):
+        E.EuroSATEmbedDataModule(**{**kw, "synthetic_kwargs": {"n_per_clas": 5}}).check()
+
+
+def test_missing_real_data_is_one_error_with_a_working_hint(tmp_path):
     missing = E.EuroSATEmbedDataModule(root=str(tmp_path / "nowhere"), encoder="aef")
-    with pytest.raises(FileNotFoundError, match="data.synthetic=true"):
+    with pytest.raises(FileNotFoundError, match="data.synthetic=true") as err:
         missing.prepare_data()
+    msg = str(err.value)
+    assert "EuroSAT-Embed" in msg and "hf.co/datasets/isaaccorley/eurosat-embed" in msg
+    assert str(tmp_path / "nowhere") in msg
+    (tmp_path / "nowhere" / "eurosat-aef").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"missing eurosat-train\.txt"):
+        missing.check()
+
+
+def test_synthetic_root_holding_real_files_is_refused_untouched(tmp_path, syn_root):
+    """Regression: ``synthetic_root`` (a config or checkpoint value) pointing at a real data root
+    made the generator write its split files over the real ones."""
+    real = tmp_path / "my_real_eurosat"
+    real.mkdir()
+    split = real / "eurosat-train.txt"
+    split.write_text("Forest_1.jpg\n")
+    dm = E.EuroSATEmbedDataModule(
+        root=str(real), encoder="aef", synthetic=True, synthetic_root=str(real),
+        synthetic_kwargs={"n_per_class": 5},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="refusing to generate into it"):
+        dm.prepare_data()
+    assert split.read_text() == "Forest_1.jpg\n" and sorted(os.listdir(real)) == [split.name]
 
 
 def test_pool_dataset_streaming_matches_direct(syn_root):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from geoemb.data.source import MARKER, DataSource
-from geoemb.errors import DataNotFoundError
+from geoemb.errors import DataNotFoundError, InputError
 
 CALLS: list[Path] = []
 
@@ -80,3 +80,44 @@ def test_concurrent_generation_one_complete_copy(tmp_path):
     [t.join() for t in threads]
     assert not errors and len(set(out)) == 1
     assert [p.name for p in (tmp_path / "synthetic" / "toy").iterdir()] == [out[0].name]
+
+
+def test_key_binds_defaults_and_refuses_unknown_arguments(tmp_path):
+    def src(**kw):
+        return DataSource("Toy", tmp_path / "toy", synthetic=True, generator=_gen,
+                          synthetic_kwargs=kw)  # fmt: skip
+
+    assert src().synthetic_dir() == src(n=2).synthetic_dir() == src(n=2, fail=False).synthetic_dir()
+    assert src(n=3).synthetic_dir() != src().synthetic_dir()
+    with pytest.raises(InputError, match=r"unknown argument\(s\) \['m'\].*\['n', 'fail'\]"):
+        src(m=1).resolve()
+
+
+def test_foreign_synthetic_root_is_refused_and_untouched(tmp_path):
+    """``synthetic_root`` may come from a config or a checkpoint: a folder geoemb did not write
+    (real data) is never generated into."""
+    CALLS.clear()
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "scene.tif").write_bytes(b"real data")
+    src = DataSource("Toy", real, synthetic=True, generator=_gen, synthetic_root=real)
+    with pytest.raises(InputError, match="refusing to generate into it"):
+        src.resolve()
+    assert CALLS == [] and os.listdir(real) == ["scene.tif"]
+    assert (real / "scene.tif").read_bytes() == b"real data"
+    # a folder an older geoemb generator wrote (its marker at the top) is geoemb's
+    (real / ".complete").write_text("")
+    legacy = DataSource("Toy", real, synthetic=True, generator=_gen, synthetic_root=real,
+                        legacy_markers=(".complete",))  # fmt: skip
+    assert legacy.resolve().parent == real and (real / "scene.tif").read_bytes() == b"real data"
+
+
+def test_incomplete_target_is_never_overwritten(tmp_path):
+    src = DataSource("Toy", tmp_path / "toy", synthetic=True, generator=_gen)
+    target = src.synthetic_dir()
+    target.mkdir(parents=True)
+    assert src.resolve() == target and (target / MARKER).is_file()  # an empty folder is reused
+    (target / MARKER).unlink()
+    with pytest.raises(InputError, match="without the .* completion marker; refusing"):
+        src.resolve()
+    assert sorted(p.name for p in target.iterdir()) == ["f0.txt", "f1.txt"]

@@ -16,9 +16,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from geoemb import tasks
-from geoemb.data.earth_surface_water import ESWDataError
 from geoemb.data.synthetic.earth_surface_water import write_scene_geotiff
-from geoemb.errors import CheckpointError, UntrustedCheckpointError
+from geoemb.errors import CheckpointError, InputError, UntrustedCheckpointError
 from geoemb.run.allowlist import check_target, check_tree
 from geoemb.run.checkpoints import load_checkpoint, read_checkpoint
 from tests.helpers import compose_cfg
@@ -351,7 +350,7 @@ def test_checkpoint_data_config_cannot_wipe_a_folder(good_ckpt, tmp_path, data_d
         ck["geoemb"]["data"]["synthetic_root"] = str(victim)
 
     evil = _variant(good_ckpt, tmp_path / "wipe.ckpt", edit)
-    with pytest.raises(ESWDataError, match="refusing to generate into it"):
+    with pytest.raises(InputError, match="refusing to generate into it"):
         run_entry("evaluate", evil, tmp_path / "e", data_dir, scene)
     assert precious.read_bytes() == b"real data"
 

@@ -151,8 +151,8 @@ def _trainer(tmp_path, **kw):
 
 def _dm(root, ignore_index, augment=None):
     return ChesapeakeRSCDataModule(
-        root=str(root), synthetic=True, synthetic_root=str(root), synthetic_kwargs=KW,
-        batch_size=3, ignore_index=ignore_index, augment=augment,
+        root=str(root), patch_size=KW["size"], batch_size=3, ignore_index=ignore_index,
+        augment=augment,
     )  # fmt: skip
 
 

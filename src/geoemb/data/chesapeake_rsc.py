@@ -35,28 +35,48 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyogrio
+import rasterio
 import torch
+from rasterio.errors import RasterioError
 from torch.utils.data import Dataset
 
+from geoemb.data.augment import RSCAugmentation
 from geoemb.data.base import SplitDataModule
-from geoemb.errors import InputError
+from geoemb.data.source import STAND_IN_HINT, DataSource
+from geoemb.data.synthetic import chesapeake_rsc as synth
+from geoemb.errors import DataNotFoundError, InputError
 
 __all__ = [
     "ROAD_CODE",
     "TC_OVER_ROAD_CODE",
     "ChesapeakeRSC",
     "ChesapeakeRSCDataModule",
+    "missing_files",
     "remap_mask",
 ]
 
 ROAD_CODE = 9
 TC_OVER_ROAD_CODE = 12
 SPLITS = ("train", "val", "test")
-DOWNLOAD_HINT = (
+GET_DATA = (
     "Download it with `huggingface-cli download torchgeo/ChesapeakeRSC --repo-type dataset "
-    "--local-dir data/` and unzip ChesapeakeRSC.zip so that the root holds patches.gpkg, "
-    "{train,val,test}_idxs.txt and data/; or run on the synthetic stand-in with `data.synthetic=true`."
+    "--local-dir data/` and unzip ChesapeakeRSC.zip so that data.root holds patches.gpkg, "
+    "{train,val,test}_idxs.txt and data/."
 )
+DOWNLOAD_HINT = f"{GET_DATA} {STAND_IN_HINT}"
+SYNTHETIC_VERSION = 2  # 2: content-keyed stand-in, complete by default (missing patch on request)
+
+
+def missing_files(root: str | os.PathLike) -> str | None:
+    """``None`` if ``root`` holds ``patches.gpkg``, the three split files and ``data/``, else
+    what is missing (the cheap check of the DataModule's :class:`DataSource`)."""
+    root = Path(root)
+    if not root.is_dir():
+        return "folder does not exist"
+    need = ["patches.gpkg", *(f"{s}_idxs.txt" for s in SPLITS), "data/"]
+    missing = [n for n in need if not (root / n.rstrip("/")).exists()]
+    return f"missing {', '.join(missing)}" if missing else None
 
 
 def remap_mask(raw: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray | torch.Tensor:
@@ -95,9 +115,6 @@ def check_ignore_index(ignore_index: int | None) -> None:
 
 def _read_tif(path: Path) -> tuple[np.ndarray, float | None]:
     """``(array (bands, H, W), nodata)`` of a GeoTIFF; one clear error if it cannot be read."""
-    import rasterio
-    from rasterio.errors import RasterioError
-
     try:
         with rasterio.open(path) as src:
             return src.read(), src.nodata
@@ -111,7 +128,7 @@ def _read_tif(path: Path) -> tuple[np.ndarray, float | None]:
 def read_split(path: Path) -> set[int]:
     """Split file → set of ints (the reference: ``strip().split("\\n")`` + ``int``)."""
     if not path.exists():
-        raise FileNotFoundError(f"split file {path} not found. {DOWNLOAD_HINT}")
+        raise DataNotFoundError(f"split file {path} not found. {DOWNLOAD_HINT}")
     out = set()
     for lineno, line in enumerate(path.read_text().strip().split("\n"), 1):
         line = line.strip()
@@ -128,9 +145,7 @@ def read_patch_index(root: Path) -> list[int]:
     """The ``idx`` column of ``<root>/patches.gpkg`` in file order."""
     gpkg = root / "patches.gpkg"
     if not gpkg.exists():
-        raise FileNotFoundError(f"{gpkg} not found (Chesapeake RSC patch index). {DOWNLOAD_HINT}")
-    import pyogrio
-
+        raise DataNotFoundError(f"{gpkg} not found (Chesapeake RSC patch index). {DOWNLOAD_HINT}")
     df = pyogrio.read_dataframe(gpkg, read_geometry=False)
     if "idx" not in df.columns:
         raise InputError(
@@ -174,7 +189,7 @@ class ChesapeakeRSC(Dataset):
             raise ValueError(f"num_classes must be 2 or 3, got {num_classes}")
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"Chesapeake RSC root {self.root} does not exist. {DOWNLOAD_HINT}"
             )
         self.split = split
@@ -281,16 +296,18 @@ class ChesapeakeRSCDataModule(SplitDataModule):
     root : path
         Real dataset root (``<data_dir>/ChesapeakeRSC``).
     synthetic : bool
-        Generate the stand-in into ``synthetic_root`` once and read it through the real loader.
+        Read the synthetic stand-in (generated once, content-keyed, under ``synthetic_root``)
+        through the real loader.
     synthetic_root : path | None
-        Default ``<root>/../synthetic/chesapeake_rsc``.
+        Parent folder of the stand-ins; default ``<root>/../synthetic/chesapeake_rsc``.
     synthetic_kwargs : dict | None
         Arguments of :func:`geoemb.data.synthetic.chesapeake_rsc.generate` (``size``, ``n_train``, ...).
-    batch_size, eval_batch_size, num_workers, pin_memory : loader settings.
+    batch_size, eval_batch_size, num_workers, pin_memory : loader settings (``num_workers: None``:
+        what the machine has, :func:`~geoemb.data.base.resolve_num_workers`).
     num_classes : int
         View of ``batch["mask"]`` (2 = training as the reference); ``mask_3class`` is always present.
     patch_size : int | None
-        Expected patch side (512); ignored for synthetic data (the generator's ``size`` is used).
+        Expected patch side (512); for synthetic data the generator's ``size`` is used.
     augment : dict | None
         Keyword arguments of :class:`geoemb.data.augment.RSCAugmentation` (``rotation_degrees``,
         ``flips``, ``cutout``); ``None`` disables training augmentation. Applied to training
@@ -309,7 +326,7 @@ class ChesapeakeRSCDataModule(SplitDataModule):
         synthetic_kwargs: dict | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str | None = 0,
         pin_memory: bool = False,
         num_classes: int = 2,
         patch_size: int | None = 512,
@@ -319,38 +336,35 @@ class ChesapeakeRSCDataModule(SplitDataModule):
         super().__init__()
         check_ignore_index(ignore_index)
         self.save_hyperparameters()
-        self.synthetic = synthetic
+        kwargs = dict(synthetic_kwargs or {})
+        self.source = DataSource(
+            name="Chesapeake RSC",
+            root=Path(root),
+            synthetic=synthetic,
+            synthetic_root=synthetic_root or Path(root).parent / "synthetic" / "chesapeake_rsc",
+            synthetic_kwargs=kwargs,
+            generator=synth.generate,
+            check=missing_files,
+            download_hint=GET_DATA,
+            version=SYNTHETIC_VERSION,
+            legacy_markers=(".complete",),
+        )
         if synthetic:
-            self.data_root = Path(
-                synthetic_root or Path(root).parent / "synthetic" / "chesapeake_rsc"
-            )
-            self.patch_size = int((synthetic_kwargs or {}).get("size", 128))
+            self.patch_size = int(kwargs.get("size", synth.DEFAULT_SIZE))
         else:
-            self.data_root = Path(root)
             self.patch_size = patch_size
-        self.augment = None
-        if augment is not None:
-            from geoemb.data.augment import RSCAugmentation
-
-            self.augment = RSCAugmentation(**dict(augment))
+        self.augment = RSCAugmentation(**dict(augment)) if augment is not None else None
         self.datasets: dict[str, ChesapeakeRSC] = {}
 
     @property
-    def data_source(self) -> str:
-        return "synthetic" if self.synthetic else "real"
-
-    def prepare_data(self) -> None:
-        if self.synthetic:
-            from geoemb.data.synthetic.chesapeake_rsc import ensure_generated
-
-            ensure_generated(self.data_root, **dict(self.hparams.synthetic_kwargs or {}))
+    def data_root(self) -> Path:
+        """The folder read: the real root or the stand-in's (content-keyed) folder."""
+        return self.source.synthetic_dir() if self.synthetic else Path(self.source.root)
 
     def dataset(self, split: str) -> ChesapeakeRSC:
         if split not in self.datasets:
-            if self.synthetic:
-                self.prepare_data()
             self.datasets[split] = ChesapeakeRSC(
-                self.data_root,
+                self.check(),
                 split,
                 num_classes=self.hparams.num_classes,
                 patch_size=self.patch_size,

@@ -7,10 +7,16 @@ in exactly the real on-disk layout, and returns that folder. The same switch eve
 ``data.synthetic=true``; the same tag everywhere: :attr:`DataSource.data_source`.
 
 The stand-in is a cache of its generator's output, so it is keyed by content: it lives in
-``<synthetic_root>/<key>/`` where ``key`` hashes the generator, its version and its arguments.
-Generation goes to a temporary folder renamed into place when complete, so an interrupted
-generation leaves nothing half-written and two runs generating the same stand-in at once both end
-up reading one complete copy.
+``<synthetic_root>/<key>/`` where ``key`` hashes the generator, its version and its arguments
+(bound to the generator's signature, so defaults spelled out or left out give one key, and an
+unknown argument is one clear error). Generation goes to a temporary folder beside the target
+(:func:`geoemb.utils.io.atomic_path`) renamed into place when complete, so an interrupted
+generation leaves nothing half-written (a killed generator's temporary folder is removed by the
+next one) and two runs generating the same stand-in at once both end up reading one complete copy.
+
+A source never deletes or overwrites a folder it did not write: ``synthetic_root`` must be new,
+empty, or hold geoemb stand-ins (a config or checkpoint pointing it at real data is refused), and a
+target folder without the completion marker is never removed unless empty.
 
 Plain Python: no Hydra, no Lightning (usable from notebooks and the core).
 """
@@ -18,37 +24,78 @@ Plain Python: no Hydra, no Lightning (usable from notebooks and the core).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geoemb.errors import DataNotFoundError
+from geoemb.errors import DataNotFoundError, InputError, OutputError
+from geoemb.utils.io import atomic_path
 
-__all__ = ["MARKER", "DataSource", "synthetic_key"]
+__all__ = ["MARKER", "STAND_IN_HINT", "DataSource", "bind_generator_kwargs", "synthetic_key"]
+
+#: The sentence every "data not found" message ends with when a stand-in exists.
+STAND_IN_HINT = "Or run on the synthetic stand-in: data.synthetic=true."
+_KEY = re.compile(r"^[0-9a-f]{12}$")
+_KEY_TMP = re.compile(r"^\.[0-9a-f]{12}\..*\.tmp$")
 
 #: Written last into a generated stand-in: generator id, version and arguments.
 MARKER = ".geoemb_synthetic.json"
 
 
 def _jsonable(obj: Any) -> Any:
+    """Plain JSON-able copy: mappings (incl. OmegaConf) -> dicts with sorted str keys, sequences
+    (tuples, lists, ListConfig) -> lists, paths -> str."""
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, list | tuple):
+    if isinstance(obj, Sequence) and not isinstance(obj, str | bytes):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+def _ident(generator: Callable[..., Any]) -> str:
+    return f"{generator.__module__}.{getattr(generator, '__qualname__', generator)}"
+
+
+def bind_generator_kwargs(
+    generator: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` completed with the generator's defaults (its first parameter is the folder).
+
+    Raises
+    ------
+    InputError naming the unknown argument(s) and the valid ones.
+    """
+    try:
+        params = list(inspect.signature(generator).parameters.values())[1:]
+    except (TypeError, ValueError):  # no signature (builtin): take the arguments as given
+        return dict(kwargs)
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return dict(kwargs)
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise InputError(
+            f"data.synthetic_kwargs: unknown argument(s) {unknown} for {_ident(generator)}; "
+            f"expected some of {names}"
+        )
+    out = {p.name: p.default for p in params if p.name in names and p.default is not p.empty}
+    out.update(kwargs)
+    return out
+
+
 def synthetic_key(generator: Callable[..., Any], version: int, kwargs: Mapping[str, Any]) -> str:
-    """Short content key of a stand-in: hash of generator id, version and arguments."""
-    ident = f"{generator.__module__}.{getattr(generator, '__qualname__', generator)}"
-    blob = json.dumps({"generator": ident, "version": version, "kwargs": _jsonable(kwargs)})
+    """Short content key of a stand-in: hash of generator id, version and (bound) arguments."""
+    kwargs = bind_generator_kwargs(generator, kwargs)
+    blob = json.dumps(
+        {"generator": _ident(generator), "version": version, "kwargs": _jsonable(kwargs)}
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -78,6 +125,11 @@ class DataSource:
         How to get the real data (URL + where to extract it), quoted in the not-found error.
     version : int
         Bump when the generator's output changes, so old stand-ins are not reused.
+    error : type
+        :class:`DataNotFoundError` subclass raised for missing real data (a dataset's own class).
+    legacy_markers : tuple of str
+        File names an older geoemb generator wrote at the top of ``synthetic_root`` (before
+        stand-ins were content-keyed): such a folder is geoemb's and may receive keyed stand-ins.
     """
 
     name: str
@@ -89,6 +141,8 @@ class DataSource:
     check: Callable[[Path], str | None] | None = None
     download_hint: str = ""
     version: int = 1
+    error: type[DataNotFoundError] = DataNotFoundError
+    legacy_markers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -96,7 +150,8 @@ class DataSource:
         if self.synthetic_root is None:
             self.synthetic_root = self.root.parent / "synthetic" / self.root.name
         self.synthetic_root = Path(self.synthetic_root)
-        self.synthetic_kwargs = dict(self.synthetic_kwargs or {})
+        # plain containers: OmegaConf values from a Hydra config hash and pickle like any other
+        self.synthetic_kwargs = _jsonable(dict(self.synthetic_kwargs or {}))
 
     # ------------------------------------------------------------------ tags
     @property
@@ -134,38 +189,68 @@ class DataSource:
     def not_found(self, missing: str) -> DataNotFoundError:
         """The one error for missing real data: what is missing, how to get it, the stand-in."""
         hint = f" {self.download_hint.strip()}" if self.download_hint else ""
-        stand_in = (
-            " Or run on the synthetic stand-in: data.synthetic=true."
-            if self.generator is not None
-            else ""
-        )
-        return DataNotFoundError(
+        stand_in = f" {STAND_IN_HINT}" if self.generator is not None else ""
+        return self.error(
             f"{self.name} data not found: {missing} (data.root={self.root}).{hint}{stand_in}"
         )
 
+    def is_generated(self) -> bool:
+        """True if the stand-in for the current arguments is complete on disk."""
+        return (self.synthetic_dir() / MARKER).is_file()
+
+    def _check_synthetic_root(self) -> None:
+        """Refuse a ``synthetic_root`` that holds anything geoemb did not write (e.g. real data)."""
+        parent = Path(self.synthetic_root)
+        if not parent.exists():
+            return
+        if not parent.is_dir():
+            raise InputError(f"data.synthetic_root={parent} is a file; expected a folder")
+        names = [p.name for p in parent.iterdir()]
+        ours = any(
+            (_KEY.match(n) and (parent / n).is_dir())
+            or _KEY_TMP.match(n)
+            or n in self.legacy_markers
+            for n in names
+        )
+        if names and not ours:
+            raise InputError(
+                f"data.synthetic_root={parent} exists and was not written by geoemb's synthetic "
+                f"generator (no content-keyed stand-in folder inside); refusing to generate "
+                f"into it (it may hold real data). Point data.synthetic_root at a new or empty "
+                f"folder."
+            )
+
     def ensure_synthetic(self) -> Path:
-        """Generate the stand-in once (atomically) and return its folder."""
+        """Generate the stand-in once (atomically) and return its folder.
+
+        Raises
+        ------
+        InputError if ``synthetic_root`` holds something geoemb did not write, or the target
+        folder exists, is not empty and has no completion marker (never overwritten).
+        """
         target = self.synthetic_dir()
         if (target / MARKER).is_file():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        try:
-            self.generator(tmp, **self.synthetic_kwargs)
-            marker = {
-                "generator": f"{self.generator.__module__}.{self.generator.__qualname__}",
-                "version": self.version,
-                "kwargs": _jsonable(self.synthetic_kwargs),
-            }
-            (tmp / MARKER).write_text(json.dumps(marker, indent=1))
-            if target.exists() and not (target / MARKER).is_file():
-                shutil.rmtree(target)  # a half stand-in from an older, non-atomic writer
+        self._check_synthetic_root()
+        if target.is_dir():
+            if any(target.iterdir()):
+                raise InputError(
+                    f"{target} exists without the {MARKER} completion marker; refusing to "
+                    f"overwrite it. Remove it (it is not a complete stand-in) or point "
+                    f"data.synthetic_root elsewhere."
+                )
             try:
-                os.replace(tmp, target)
-            except OSError:
-                if not (target / MARKER).is_file():  # not a lost race: a real error
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+                target.rmdir()
+            except OSError:  # filled by a concurrent generator meanwhile: checked below
+                pass
+        kwargs = bind_generator_kwargs(self.generator, self.synthetic_kwargs)
+        marker = {"generator": _ident(self.generator), "version": self.version,
+                  "kwargs": _jsonable(kwargs)}  # fmt: skip
+        try:
+            with atomic_path(target, suffix="") as tmp:
+                self.generator(tmp, **self.synthetic_kwargs)
+                (Path(tmp) / MARKER).write_text(json.dumps(marker, indent=1))
+        except (OSError, OutputError):
+            if not (target / MARKER).is_file():  # not a lost race: a real error
+                raise
         return target

@@ -3,10 +3,14 @@
 Layout written under ``root``::
 
     patches.gpkg                      idx:int64, minx, miny, maxx, maxy: float64, box geometry, Albers CRS
-    {train,val,test}_idxs.txt         newline-separated idx values (train lists one idx without tifs)
+    {train,val,test}_idxs.txt         newline-separated idx values
     data/{idx}_image.tif              uint8 4×S×S (R, G, B, NIR), no nodata
     data/{idx}_mask.tif               uint8 1×S×S raw land-cover codes, nodata 255
-    .complete                         completion marker (generation is skipped when present)
+
+Completion and caching are the caller's (:class:`geoemb.data.source.DataSource` generates into a
+temporary folder and renames it into place). ``missing_patch=True`` plants a fault for tests: one
+more gpkg row and train idx (:data:`MISSING_IDX`) without tifs, which the real loader skips with a
+warning, as the reference does for patches absent from disk.
 
 Profile of both tifs: GTiff, LZW, predictor 2, tiled 128×128 (16×16 for S < 128), pixel interleave,
 ``transform = from_bounds(minx, miny, maxx, maxy, S, S)`` at 1 m from origin (1303555, 2535065).
@@ -27,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-MARKER = ".complete"
+DEFAULT_SIZE = 128
 ORIGIN = (1303555.0, 2535065.0)
 #: NAD83 / Conus Albers (USGS), the CRS family of the Chesapeake 2022-Edition land cover.
 ALBERS_PROJ = (
     "+proj=aea +lat_0=23 +lon_0=-96 +lat_1=29.5 +lat_2=45.5 +x_0=0 +y_0=0 +datum=NAD83 "
     "+units=m +no_defs"
 )
-MISSING_IDX = 999_999  # listed in the gpkg and train split, no tifs -> must be skipped
+MISSING_IDX = 999_999  # missing_patch=True: listed in the gpkg and train split, no tifs
 
 # mean spectra (R, G, B, NIR) per code
 _SPECTRA = {
@@ -138,8 +142,9 @@ def generate(
     n_train: int = 12,
     n_val: int = 4,
     n_test: int = 4,
-    size: int = 128,
+    size: int = DEFAULT_SIZE,
     seed: int = 0,
+    missing_patch: bool = False,
 ) -> Path:
     """Write the synthetic RSC dataset under ``root`` and return ``root``.
 
@@ -153,6 +158,9 @@ def generate(
         Patch side ``S`` in pixels (real data: 512).
     seed : int
         RNG seed; the output is deterministic given all arguments.
+    missing_patch : bool
+        Planted fault (tests only): list :data:`MISSING_IDX` in the gpkg and the train split
+        without writing its tifs.
     """
     import geopandas as gpd
     import rasterio
@@ -189,18 +197,18 @@ def generate(
             root / "data" / f"{i}_mask.tif", "w", **_profile(size, 1, crs_wkt, tr, 255)
         ) as dst:
             dst.write(mask[None])
-    # one gpkg row + train idx without tifs (the real loader skips it)
-    mx = ORIGIN[0] + ncols * size
-    rows.append(
-        {
-            "idx": MISSING_IDX,
-            "minx": mx,
-            "miny": ORIGIN[1] - size,
-            "maxx": mx + size,
-            "maxy": ORIGIN[1],
-        }
-    )
-    splits["train"].append(MISSING_IDX)
+    if missing_patch:  # one gpkg row + train idx without tifs (the real loader skips it)
+        mx = ORIGIN[0] + ncols * size
+        rows.append(
+            {
+                "idx": MISSING_IDX,
+                "minx": mx,
+                "miny": ORIGIN[1] - size,
+                "maxx": mx + size,
+                "maxy": ORIGIN[1],
+            }
+        )
+        splits["train"].append(MISSING_IDX)
     gdf = gpd.GeoDataFrame(
         rows,
         geometry=[box(r["minx"], r["miny"], r["maxx"], r["maxy"]) for r in rows],
@@ -213,15 +221,4 @@ def generate(
     gdf.to_file(gpkg, driver="GPKG", engine="pyogrio")
     for split, idxs in splits.items():
         (root / f"{split}_idxs.txt").write_text("\n".join(str(i) for i in idxs) + "\n")
-    (root / MARKER).write_text(
-        f"n_train={n_train} n_val={n_val} n_test={n_test} size={size} seed={seed}\n"
-    )
-    return root
-
-
-def ensure_generated(root: str | os.PathLike, **kwargs) -> Path:
-    """Generate into ``root`` unless its completion marker exists; return ``root``."""
-    root = Path(root)
-    if not (root / MARKER).exists():
-        generate(root, **kwargs)
     return root

@@ -5,7 +5,9 @@ Layout written by :func:`generate` (reference/earth_surface_water.md §1, §6)::
     <root>/dset-s2/tra_scene/S2A_L2A_20190125_N0211_R034_6Bands_S1.tif  6 x H x W uint16, DN = refl x 1e4
     <root>/dset-s2/tra_truth/S2A_L2A_20190125_N0211_R034_S1_Truth.tif   1 x H x W uint8 {0, 1}
     <root>/dset-s2/val_scene/...   <root>/dset-s2/val_truth/...
-    <root>/.complete               marker (JSON of the generator arguments), written last
+
+Completion and caching are the caller's: :class:`geoemb.data.source.DataSource` generates into a
+temporary folder, writes its marker and renames it into place.
 
 Bands are B02, B03, B04, B08, B11, B12 on one 10 m grid, each scene in its own UTM zone (north and
 south, EPSG:326xx / 327xx), nodata unset. Scenes are drawn by an analytic renderer that can work on
@@ -22,9 +24,7 @@ placed on land only (documented simplification: real clouds also cover water).
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.transform import Affine
+
+from geoemb.errors import OutputError
 
 __all__ = [
     "BANDS",
@@ -44,7 +46,6 @@ __all__ = [
 ]
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
-MARKER = ".complete"
 
 # Signatures in DN (reflectance x 10000), band order B02 B03 B04 B08 B11 B12.
 _WATER_CLEAR = np.array([650.0, 620.0, 380.0, 160.0, 90.0, 70.0])
@@ -511,31 +512,40 @@ def generate(
     root: str | Path,
     n_train: int = 3,
     n_val: int = 2,
-    size: tuple[int, int] = (256, 320),
+    size: int | tuple[int, int] | list[int] = (256, 320),
     seed: int = 0,
 ) -> Path:
-    """Write a small ESW dataset under ``<root>/dset-s2`` and the ``<root>/.complete`` marker.
+    """Write a small ESW dataset under ``<root>/dset-s2``.
 
     Parameters
     ----------
-    root : folder that will contain ``dset-s2``.
+    root : folder that will contain ``dset-s2`` (created; must not hold a ``dset-s2`` already).
     n_train, n_val : number of scenes per split; sites cycle through several UTM zones (train:
         33N, 50S, 29N, ...; val: 22N, 36S, ...), so >= 2 scenes span >= 2 zones incl. the south.
-    size : (min, max) side length in pixels; each scene's height and width are drawn in it.
+    size : (min, max) side length in pixels (or one side); each scene's height and width are drawn
+        in it. Warping to EPSG:3395 never shrinks a scene, so ``min`` >= the chip size suffices.
     seed : master seed (scenes differ, output is reproducible).
 
     Returns
     -------
     ``root``.
+
+    Raises
+    ------
+    OutputError if ``root/dset-s2`` exists (never overwritten: it may be real data).
     """
     root = Path(root)
     if n_train < 1 or n_val < 1:
         raise ValueError(f"generate: need n_train >= 1 and n_val >= 1, got {n_train}, {n_val}")
     lo, hi = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if not 16 <= lo <= hi:
+        raise ValueError(f"generate: size must be (min, max) with 16 <= min <= max, got {size}")
     dset = root / "dset-s2"
     if dset.exists():
-        shutil.rmtree(dset)
-    (root / MARKER).unlink(missing_ok=True)
+        raise OutputError(
+            f"{dset} exists; the synthetic generator never overwrites a dataset (it may be real "
+            "data). Generate into a new folder."
+        )
     rng = np.random.default_rng(seed)
     for split, sites, n in (("tra", _TRAIN_SITES, n_train), ("val", _VAL_SITES, n_val)):
         for i in range(n):
@@ -552,30 +562,14 @@ def generate(
                 mask_path=dset / f"{split}_truth" / truth_name(sat, date, base, orbit, sub),
                 spec=spec,
             )
-    args = {"n_train": n_train, "n_val": n_val, "size": [lo, hi], "seed": seed}
-    (root / MARKER).write_text(json.dumps(args, sort_keys=True))
     return root
-
-
-def is_generated(root: str | Path, **kwargs) -> bool:
-    """True if ``root`` holds a completed generation with these arguments."""
-    marker = Path(root) / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        saved = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    want = {"n_train": 3, "n_val": 2, "size": [256, 320], "seed": 0}
-    want.update(kwargs)
-    if isinstance(want["size"], int):
-        want["size"] = [want["size"], want["size"]]
-    want["size"] = [int(v) for v in want["size"]]
-    return saved == want
 
 
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    out = generate(sys.argv[1] if len(sys.argv) > 1 else "data/synthetic/earth_surface_water")
-    print(out)
+    if len(sys.argv) != 2:
+        sys.exit(
+            "usage: python -m geoemb.data.synthetic.earth_surface_water OUT_DIR (a new folder)"
+        )
+    print(generate(sys.argv[1]))

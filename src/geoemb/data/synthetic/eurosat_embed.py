@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoemb.data.eurosat_embed import CLASSES, ENCODER_FORMATS
+from geoemb.data.eurosat_files import CLASSES, ENCODER_FORMATS
 
 MARKER = "SYNTHETIC_README.txt"
 COMPLETE = ".geoemb_synthetic.json"

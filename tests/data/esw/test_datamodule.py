@@ -12,10 +12,10 @@ import pytest
 import rasterio
 import torch
 
-import geoemb.data.earth_surface_water as esw
+from geoemb.data import esw_stats
 from geoemb.data import geo_adapter as ga
 from geoemb.data.earth_surface_water import STATS_FILE, EarthSurfaceWaterDataModule, pair_split
-from geoemb.data.synthetic import earth_surface_water as synth
+from geoemb.data.source import MARKER
 from geoemb.data.transforms import SpectralPreprocess
 
 PATCH = 64
@@ -34,7 +34,7 @@ def test_train_batches_shapes_values(esw_root):
     assert len(batches) == 3  # 12 chips / batch 4
     seen = set()
     for b in batches:
-        assert set(b) == {"image", "mask"}
+        assert set(b) == {"image", "mask", "valid_fraction"}
         assert b["image"].shape == (4, 6, PATCH, PATCH) and b["image"].dtype == torch.float32
         assert b["mask"].shape == (4, PATCH, PATCH) and b["mask"].dtype == torch.long
         seen |= set(b["mask"].unique().tolist())
@@ -128,7 +128,7 @@ def test_stats_cache_hit_and_invalidation(esw_copy, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("stats recomputed despite a valid cache")
 
-    monkeypatch.setattr(esw, "compute_band_stats", boom)
+    monkeypatch.setattr(esw_stats, "compute_band_stats", boom)
     dm2 = _dm(esw_copy, stats_cache=True)
     assert dm2.band_stats() == first and dm2.stats_cache_hit is True
 
@@ -189,8 +189,10 @@ def test_synthetic_flag_generates_once_and_reads_through_loader(tmp_path):
         train_length=4,
     )
     dm.prepare_data()
-    marker = syn_root / synth.MARKER
-    assert marker.is_file() and dm.data_source == "synthetic"
+    folder = dm.source.synthetic_dir()
+    marker = folder / MARKER
+    assert folder.parent == syn_root and marker.is_file() and dm.data_source == "synthetic"
+    assert dm.dset_dir() == folder / "dset-s2"
     stamp = marker.stat().st_mtime_ns
     dm.setup("fit")
     b = next(iter(dm.train_dataloader()))
@@ -204,8 +206,81 @@ def test_synthetic_flag_generates_once_and_reads_through_loader(tmp_path):
         synthetic_kwargs=kw,
     )
     dm2.prepare_data()
-    assert marker.stat().st_mtime_ns == stamp
-    assert not list(tmp_path.glob("synthetic/.*tmp*"))
+    assert marker.stat().st_mtime_ns == stamp and dm2.source.synthetic_dir() == folder
+    assert [p.name for p in syn_root.iterdir()] == [folder.name]  # no temporary folder left
     # default synthetic_root is <parent of root>/synthetic/earth_surface_water
     dm3 = EarthSurfaceWaterDataModule(root=str(tmp_path / "earth_surface_water"), synthetic=True)
     assert Path(dm3.synthetic_root) == syn_root
+
+
+def test_valid_fraction_counts_non_fill_pixels(esw_root):
+    """``valid_fraction`` per chip = share of pixels with some non-zero, finite band (oracle:
+    numpy on the chip); the full validation grid is unchanged (metrics see every chip)."""
+    dm = _dm(esw_root)
+    n = 0
+    fractions = []
+    for b in dm.val_dataloader():
+        img = b["image"].numpy()
+        expected = (np.isfinite(img).all(1) & (img != 0).any(1)).mean(axis=(1, 2))
+        np.testing.assert_allclose(b["valid_fraction"].numpy(), expected, rtol=1e-6)
+        n += len(img)
+        fractions += b["valid_fraction"].tolist()
+    assert n == len(dm.val_dataloader().sampler)
+    assert min(fractions) < 0.9 < max(fractions) == pytest.approx(1.0)  # fill and full chips
+
+
+def test_missing_real_data_is_one_error_with_a_working_hint(tmp_path):
+    from geoemb.errors import DataNotFoundError
+
+    dm = _dm(tmp_path / "earth_surface_water")
+    with pytest.raises(DataNotFoundError) as err:
+        dm.prepare_data()
+    msg = str(err.value)
+    assert msg.startswith("Earth Surface Water data not found: folder does not exist")
+    assert "earth_surface_water.zip" in msg and msg.endswith("data.synthetic=true.")
+    (tmp_path / "earth_surface_water").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"no dset-s2/\{tra,val\}"):
+        dm.check()
+
+
+def test_stand_in_fits_the_recipe_chip_size(tmp_path):
+    """Regression: ``experiment=water_seg data.synthetic=true`` failed at the recipe's 512 px
+    chips (256-320 px scenes); the default stand-in's scenes now fit ``patch_size``."""
+    dm = EarthSurfaceWaterDataModule(
+        root=str(tmp_path / "esw"), synthetic=True, patch_size=512, train_length=2,
+        synthetic_kwargs={"n_train": 1, "n_val": 1, "seed": 0, "size": None},
+    )  # fmt: skip
+    dm.setup("fit")  # raises if a scene is smaller than 512 px after warping
+    sizes = list(dm.train_ds.warped_sizes().values()) + list(dm.val_ds.warped_sizes().values())
+    assert min(min(hw) for hw in sizes) >= 512
+    b = next(iter(dm.train_dataloader()))
+    assert b["image"].shape == (2, 6, 512, 512)
+    # an explicit size that cannot hold the chip is one clear error naming the knob
+    small = EarthSurfaceWaterDataModule(
+        root=str(tmp_path / "esw"), synthetic=True, patch_size=512,
+        synthetic_kwargs={"n_train": 1, "n_val": 1, "size": [200, 220]},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="smaller than the 512x512 px chip"):
+        small.setup("fit")
+
+
+def test_synthetic_root_not_written_by_geoemb_is_refused(tmp_path, esw_root):
+    """A ``synthetic_root`` holding other data (real ESW) is never generated into; a folder that
+    holds an older geoemb stand-in (its ``.complete`` marker) is."""
+    import shutil
+
+    from geoemb.errors import InputError
+
+    victim = tmp_path / "real"
+    shutil.copytree(esw_root, victim)
+    before = sorted(p.relative_to(victim) for p in victim.rglob("*"))
+    kw = {"n_train": 1, "n_val": 1, "size": [96, 96]}
+    dm = _dm(tmp_path / "x", synthetic=True, synthetic_root=str(victim), synthetic_kwargs=kw)
+    with pytest.raises(InputError, match="refusing to generate into it"):
+        dm.prepare_data()
+    assert sorted(p.relative_to(victim) for p in victim.rglob("*")) == before
+    legacy = tmp_path / "legacy"
+    shutil.copytree(esw_root, legacy)
+    (legacy / ".complete").write_text("{}")
+    dm = _dm(tmp_path / "x", synthetic=True, synthetic_root=str(legacy), synthetic_kwargs=kw)
+    assert dm.check().parent == legacy

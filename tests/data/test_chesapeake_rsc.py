@@ -20,15 +20,18 @@ from geoemb.data.augment import (
     build_cutout,
 )
 from geoemb.data.chesapeake_rsc import ChesapeakeRSC, ChesapeakeRSCDataModule, remap_mask
-from geoemb.data.synthetic.chesapeake_rsc import MARKER, MISSING_IDX, ensure_generated, generate
+from geoemb.data.source import MARKER
+from geoemb.data.synthetic.chesapeake_rsc import MISSING_IDX, generate
 from geoemb.segmentation.losses import DistanceAwareCELoss, distance_weights
 
 
 @pytest.fixture(scope="module")
 def syn_root(tmp_path_factory):
+    """A stand-in with the planted fault: one train patch listed without its tifs."""
     return generate(
-        tmp_path_factory.mktemp("rsc") / "ChesapeakeRSC", n_train=3, n_val=1, n_test=2, size=32
-    )
+        tmp_path_factory.mktemp("rsc") / "ChesapeakeRSC",
+        n_train=3, n_val=1, n_test=2, size=32, missing_patch=True,
+    )  # fmt: skip
 
 
 def test_remap_all_codes_exact():
@@ -47,7 +50,7 @@ def test_remap_all_codes_exact():
 
 
 def test_generator_layout_and_profile(syn_root):
-    assert (syn_root / MARKER).exists() and (syn_root / "patches.gpkg").exists()
+    assert (syn_root / "patches.gpkg").exists()
     for s in ("train", "val", "test"):
         assert (syn_root / f"{s}_idxs.txt").exists()
     with rasterio.open(syn_root / "data" / "0_image.tif") as src:
@@ -78,6 +81,17 @@ def test_loader_maps_codes_and_skips_missing(syn_root):
     assert torch.equal(ds3[0]["mask"], ds3[0]["mask_3class"])
 
 
+def test_default_stand_in_is_complete(tmp_path):
+    """Regression: every synthetic run warned about the planted missing patch; it is opt-in now."""
+    root = generate(tmp_path / "rsc", n_train=2, n_val=1, n_test=1, size=32)
+    assert str(MISSING_IDX) not in (root / "train_idxs.txt").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipped N patch(es)" warning
+        for split in ("train", "val", "test"):
+            ds = ChesapeakeRSC(root, split, patch_size=32)
+            assert ds.n_missing == 0 and len(ds) == {"train": 2, "val": 1, "test": 1}[split]
+
+
 def test_tc_only_patch_has_canopy_but_no_road(syn_root):
     ds = ChesapeakeRSC(syn_root, "test", num_classes=3, patch_size=32)
     last = ds[len(ds) - 1]["mask_3class"]
@@ -87,6 +101,28 @@ def test_tc_only_patch_has_canopy_but_no_road(syn_root):
     if (m == 2).any() and (m == 1).any():
         d = distance_transform_cdt(m != 1, metric="taxicab")[m == 2]
         assert d.min() >= 1
+
+
+def test_missing_real_data_is_one_error_with_a_working_hint(tmp_path):
+    dm = ChesapeakeRSCDataModule(root=str(tmp_path / "ChesapeakeRSC"))
+    with pytest.raises(FileNotFoundError, match="data.synthetic=true") as err:
+        dm.prepare_data()
+    msg = str(err.value)
+    assert "Chesapeake RSC data not found" in msg and "huggingface-cli download" in msg
+    (tmp_path / "ChesapeakeRSC" / "data").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"missing patches.gpkg, train_idxs.txt"):
+        dm.check()
+
+
+def test_synthetic_root_holding_real_data_is_refused_untouched(tmp_path, syn_root):
+    """The source never writes into a folder it did not create (a checkpoint may name any path)."""
+    real = tmp_path / "real"
+    shutil.copytree(syn_root, real)
+    before = sorted(p.relative_to(real) for p in real.rglob("*"))
+    dm = ChesapeakeRSCDataModule(root=str(real), synthetic=True, synthetic_root=str(real))
+    with pytest.raises(ValueError, match="refusing to generate into it"):
+        dm.prepare_data()
+    assert sorted(p.relative_to(real) for p in real.rglob("*")) == before
 
 
 def test_bad_inputs(tmp_path, syn_root):
@@ -128,8 +164,19 @@ def test_datamodule_synthetic_generation(tmp_path):
     )
     assert dm.data_source == "synthetic"
     dm.prepare_data()
-    assert (tmp_path / "synthetic" / "chesapeake_rsc" / MARKER).exists()
-    ensure_generated(tmp_path / "synthetic" / "chesapeake_rsc")  # marker present: no rewrite
+    folder = dm.data_root
+    assert (
+        folder.parent == tmp_path / "synthetic" / "chesapeake_rsc" and (folder / MARKER).is_file()
+    )
+    stamp = (folder / "data" / "0_image.tif").stat().st_mtime_ns
+    again = ChesapeakeRSCDataModule(
+        root=str(tmp_path / "ChesapeakeRSC"),
+        synthetic=True,
+        synthetic_kwargs={"n_train": 2, "n_val": 1, "n_test": 1, "size": 32},
+    )
+    again.prepare_data()  # the same content-keyed stand-in: no rewrite
+    assert again.data_root == folder
+    assert (folder / "data" / "0_image.tif").stat().st_mtime_ns == stamp
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 4, 32, 32) and batch["mask_3class"].shape == (2, 32, 32)
@@ -173,14 +220,7 @@ def _fit_and_test(root, augment, seed=0):
     from lightning import Trainer, seed_everything
 
     seed_everything(seed, verbose=False)
-    dm = ChesapeakeRSCDataModule(
-        root=str(root / "ChesapeakeRSC"),
-        synthetic=True,
-        synthetic_root=str(root),
-        synthetic_kwargs={"n_train": 3, "n_val": 1, "n_test": 2, "size": 32},
-        batch_size=2,
-        augment=augment,
-    )
+    dm = ChesapeakeRSCDataModule(root=str(root), patch_size=32, batch_size=2, augment=augment)
     stages = []
     if dm.augment is not None:
         real = dm.augment

@@ -16,7 +16,7 @@ import torch
 from geoemb.data import geo_adapter as ga
 from geoemb.data.earth_surface_water import EarthSurfaceWaterDataModule, pair_split
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "real"
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
 ESW = REAL / "esw"
 
 pytestmark = [

@@ -14,14 +14,15 @@ from omegaconf import OmegaConf
 
 from geoemb.data import geo_adapter as ga
 from geoemb.data.earth_surface_water import SCENE_REGEX, TRUTH_REGEX, pair_split
+from geoemb.data.source import MARKER
 from geoemb.data.synthetic import earth_surface_water as synth
+from geoemb.errors import OutputError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_layout_dtypes_zones(esw_root):
     dset = esw_root / "dset-s2"
-    assert (esw_root / synth.MARKER).is_file()
     zones = {}
     for split, n in (("train", 3), ("val", 2)):
         pairs = pair_split(dset, split)
@@ -55,8 +56,11 @@ def test_generate_is_seeded(tmp_path):
     for x, y in zip(fa, fb):
         with rasterio.open(x) as s, rasterio.open(y) as t:
             assert np.array_equal(s.read(), t.read())
-    assert synth.is_generated(a, n_train=1, n_val=1, size=(96, 96), seed=3)
-    assert not synth.is_generated(a, n_train=2, n_val=1, size=(96, 96), seed=3)
+    # never generated over an existing dataset (it may be real data)
+    stamp = fa[0].stat().st_mtime_ns
+    with pytest.raises(OutputError, match="never overwrites"):
+        synth.generate(a, n_train=2, n_val=1, size=(96, 96), seed=3)
+    assert fa[0].stat().st_mtime_ns == stamp
 
 
 def test_water_spectra_plausible():
@@ -137,7 +141,9 @@ def test_config_instantiates_on_synthetic(tmp_path):
     )
     dm = hydra.utils.instantiate(cfg.data)
     dm.prepare_data()
-    assert (tmp_path / "synthetic" / "earth_surface_water" / synth.MARKER).is_file()
+    folder = dm.source.synthetic_dir()
+    assert folder.parent == tmp_path / "synthetic" / "earth_surface_water"
+    assert (folder / MARKER).is_file() and dm.data_source == "synthetic"
     b = next(iter(dm.train_dataloader()))
     assert b["image"].shape == (4, 6, 64, 64)
     assert dm.preprocess_config()["_target_"] == "geoemb.data.transforms.SpectralPreprocess"
