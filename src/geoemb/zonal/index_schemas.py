@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import IO
 
 import geopandas as gpd
 import numpy as np
@@ -37,10 +38,12 @@ PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_pat
 STAC_COLUMNS = ("assets", "datetime")
 
 
-def stac_table(path: str | os.PathLike) -> gpd.GeoDataFrame | None:
+def stac_table(path: str | os.PathLike | IO[bytes]) -> gpd.GeoDataFrame | None:
     """A parquet file without GeoParquet metadata that is a STAC item table: its WKB ``geometry``
     is WGS84 by the STAC spec. ``None`` when the file has GeoParquet metadata or is not STAC."""
     schema = pq.read_schema(path)
+    if hasattr(path, "seek"):
+        path.seek(0)
     if schema.metadata and b"geo" in schema.metadata:
         return None
     if not all(c in schema.names for c in (*STAC_COLUMNS, "geometry")):

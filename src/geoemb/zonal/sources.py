@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,23 +33,11 @@ from geoemb.zonal.decodes import DECODES, DECODINGS, check_decode, decode_values
 from geoemb.zonal.index_schemas import PATH_COLUMNS, normalize_index, stac_table
 
 __all__ = [  # the decodes are re-exported (their home is geoemb.zonal.decodes)
-    "DECODES",
-    "DECODINGS",
-    "PATH_COLUMNS",
-    "MissingInputError",
-    "TileMeta",
-    "TileNotFoundError",
-    "catalog_from_index",
-    "check_decode",
-    "decode_values",
-    "is_remote",
-    "read_polygons",
-    "normalize_index",
-    "read_tile_index",
-    "read_tile_meta",
-    "read_vector",
+    "DECODES", "DECODINGS", "PATH_COLUMNS", "MissingInputError", "TileMeta", "TileNotFoundError",
+    "catalog_from_index", "check_decode", "decode_values", "is_remote", "raster_error",
+    "read_polygons", "normalize_index", "read_tile_index", "read_tile_meta", "read_vector",
     "tile_metas",
-]
+]  # fmt: skip
 
 PathLike = str | os.PathLike
 
@@ -53,6 +46,31 @@ def is_remote(path: PathLike) -> bool:
     """A URL (``https://…``, ``s3://…``) or a GDAL virtual path (``/vsicurl/…``, ``/vsis3/…``)."""
     s = str(path)
     return "://" in s or s.startswith("/vsi")
+
+
+def raster_error(path: str, exc: Exception) -> InputError:
+    """One clear error for a raster GDAL cannot open or read, naming the file or URL; HTTP status
+    codes in GDAL's message (``/vsicurl/``) become what they mean (404: the tile does not exist)."""
+    msg = str(exc)
+    code = re.search(r"(?:HTTP (?:response )?code|HTTP error code)[:= ]*(\d{3})", msg)
+    status = int(code.group(1)) if code else None
+    if status == 404 or (is_remote(path) and "does not exist in the file system" in msg):
+        return TileNotFoundError(f"embedding tile {path} does not exist (HTTP 404 / not found)")
+    if status in (401, 403):
+        return InputError(
+            f"embedding tile {path}: access denied (HTTP {status}); expected a public URL or "
+            "credentials (Google's AEF bucket is requester-pays; the Source Cooperative mirror "
+            "is public)"
+        )
+    if status == 416:
+        return InputError(
+            f"embedding tile {path}: HTTP 416 Range Not Satisfiable: the server's file is shorter "
+            "than its header says (changed or truncated upload?); expected the complete COG"
+        )
+    what = f"HTTP {status}: " if status else ""
+    return InputError(
+        f"cannot read embedding tile {path}: {what}{msg}; expected a readable GeoTIFF"
+    )
 
 
 class MissingInputError(InputError, FileNotFoundError):
@@ -225,9 +243,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
             return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
                             ds.nodata, masked, ds.tags().get(DATA_SOURCE_TAG))  # fmt: skip
     except RasterioError as e:
-        raise InputError(
-            f"cannot read embedding tile {path}: {e}; expected a readable GeoTIFF"
-        ) from e
+        raise raster_error(path, e) from e
 
 
 def _expand_tiles(tiles: PathLike | Iterable[PathLike]) -> list[str]:
@@ -277,21 +293,48 @@ def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
     return [read_tile_meta(p) for p in paths]
 
 
+def _fetch(url: str) -> bytes:
+    """The bytes of a remote tile index (HTTP(S)); errors name the URL and the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            raise MissingInputError(f"tile index {url} does not exist (HTTP 404)") from e
+        raise InputError(f"cannot read tile index {url}: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise InputError(f"cannot read tile index {url}: {e}; expected an http(s) URL") from e
+
+
 def read_tile_index(index: PathLike | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Read a tile index file (GeoParquet, stac-geoparquet, GeoPackage, Shapefile) as is."""
+    """Read a tile index (GeoParquet, stac-geoparquet, GeoPackage, Shapefile; a path or an
+    http(s) URL) as is."""
     if isinstance(index, gpd.GeoDataFrame):
         return index.copy()
-    path = Path(index)
-    if path.suffix.lower() in PARQUET_SUFFIXES and path.is_file():
+    name = str(index)
+    parquet = Path(urllib.parse.urlparse(name).path).suffix.lower() in PARQUET_SUFFIXES
+    if is_remote(name) and not parquet:
         try:
-            stac = stac_table(path)
-        except Exception as e:  # damaged parquet: pyarrow raises many types
-            raise InputError(
-                f"cannot read tile index {path}: {type(e).__name__}: {e}; expected a complete "
-                "GeoParquet / stac-geoparquet file (truncated or damaged file?)"
-            ) from e
+            return gpd.read_file(name)  # GDAL reads GeoPackage & co. over /vsicurl/
+        except Exception as e:
+            raise InputError(f"cannot read tile index {name}: {type(e).__name__}: {e}") from e
+    if not parquet or not (is_remote(name) or Path(name).is_file()):
+        return read_vector(index, "tile index")
+    try:
+        src = io.BytesIO(_fetch(name)) if is_remote(name) else name
+        stac = stac_table(src)
         if stac is not None:
             return stac
+        if is_remote(name):
+            src.seek(0)
+            return gpd.read_parquet(src)
+    except InputError:
+        raise
+    except Exception as e:  # damaged parquet: pyarrow raises many types
+        raise InputError(
+            f"cannot read tile index {name}: {type(e).__name__}: {e}; expected a complete "
+            "GeoParquet / stac-geoparquet file (truncated or damaged file?)"
+        ) from e
     return read_vector(index, "tile index")
 
 
@@ -325,10 +368,13 @@ def catalog_from_index(
     GeoDataFrame with ``path`` and ``geometry`` (the index CRS), plus ``year``/``crs`` when the
     index has them; ``attrs["source"]`` names the index.
     """
-    name = "<GeoDataFrame>" if isinstance(index, gpd.GeoDataFrame) else str(index)
+    if isinstance(index, gpd.GeoDataFrame):
+        name = str(index.attrs.get("source", "<GeoDataFrame>")).removeprefix("tile index ")
+    else:
+        name = str(index)
     gdf = read_tile_index(index)
-    if not isinstance(index, gpd.GeoDataFrame):
-        root = Path(index).parent if root is None else root
+    if not isinstance(index, gpd.GeoDataFrame) and root is None and not is_remote(name):
+        root = Path(index).parent
     if gdf.crs is None:
         raise InputError(f"tile index {name} has no CRS; expected footprints with a CRS")
     given = path_column
