@@ -303,13 +303,16 @@ class EmbeddingRasters:
             return self.product.layout(self, self.root)
         return self._from_index(self.index_path())
 
-    def catalog(self, index: PathLike) -> gpd.GeoDataFrame:
+    def catalog(self, index: PathLike) -> tuple[gpd.GeoDataFrame, bool]:
         """The filtered tile catalogue of ``index`` with hrefs rewritten and the product's
-        one-year rule checked (``attrs["source"]`` names the index)."""
+        one-year rule checked (``attrs["source"]`` names the index), and whether a rewrite
+        changed any href."""
         cat = catalog_from_index(index, path_column=self._read.path_column,
                                  filters=self._read.index_filter)  # fmt: skip
         root = None if is_remote(index) else str(Path(index).parent)
-        cat["path"] = [rewrite_href(p, self.href_rewrite, root) for p in cat.path]
+        new = [rewrite_href(p, self.href_rewrite, root) for p in cat.path]
+        changed = new != list(cat.path)
+        cat["path"] = new
         if self.product.single_year and "year" in cat.columns:
             years = sorted({int(y) for y in cat["year"]})
             if len(years) > 1:
@@ -320,7 +323,7 @@ class EmbeddingRasters:
                     f"{{year: {years[-1]}}}"
                 )
         cat.attrs["source"] = f"tile index {index}"
-        return cat
+        return cat, changed
 
     def check_first(self, path: str, what: str) -> None:
         """The first tile has the product's band count and a dtype the decode reads (one
@@ -338,8 +341,10 @@ class EmbeddingRasters:
         check_decode(self._read.decode, meta)
 
     def _from_index(self, index: PathLike) -> RasterInputs:
-        cat = self.catalog(index)
+        cat, changed = self.catalog(index)
         self.check_first(str(cat.path.iloc[0]), f"tile {cat.path.iloc[0]} (first of {index})")
+        if not changed:  # the index as is: zonal reads it (and names it in its messages)
+            return dataclasses.replace(self._read, tile_index=index)
         return dataclasses.replace(self._read, tile_index=cat, index_filter=None, path_column=None)
 
     def stand_in_polygons(self) -> Path:

@@ -408,8 +408,10 @@ def catalog_from_index(
 
     def resolve(s: str) -> str:
         s = str(s)
-        if is_remote(s) or os.path.isabs(s) or root is None:
+        if is_remote(s) or os.path.isabs(s):
             return s
+        if root is None:  # relative to a remote index: beside it on the server
+            return urllib.parse.urljoin(name, s) if is_remote(name) else s
         return os.path.abspath(os.path.join(str(root), s))
 
     cols = {"path": [resolve(s) for s in gdf[path_column]]}
