@@ -73,9 +73,14 @@ def test_real_data_present_resolves_to_its_index(stand_in, tmp_path):
     for t in two.path.unique():
         (tmp_path / t).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / t).symlink_to(folder / t)
-    with pytest.raises(InputError, match=r"several years \[2020, 2021\].*index_filter=\{year: 2021\}"):
+    with pytest.raises(
+        InputError, match=r"several years \[2020, 2021\].*index_filter=\{year: 2021\}"
+    ):
         raster_source("aef", root=tmp_path).resolve()
-    assert raster_source("aef", root=tmp_path, index_filter={"year": 2021}).resolve().tile_index is not None
+    assert (
+        raster_source("aef", root=tmp_path, index_filter={"year": 2021}).resolve().tile_index
+        is not None
+    )
     tiles = sorted(str(p) for p in (folder / "2020").glob("*/*.tiff"))
     assert len(tiles) == 2
     got = raster_source("aef", tiles=tiles, decode="raw", nodata=0).resolve()

@@ -10,8 +10,8 @@ attributes) and lay its pixels out as the product publishes them:
   it, plus AEF's own index (``aef_index.parquet`` and ``.gpkg``), ``blocks.gpkg`` and
   ``info.json``. A 3 × 3-pixel corner of the scene is nodata (-128).
 - :func:`tessera_stand_in`: geotessera's NPY layout (int8 + per-pixel scales + landmask) for
-  the 0.1° cells the scene touches; the scene is shifted 1.5 km east so that it crosses the
-  -122.3° meridian (two tiles). Stand-in tiles are cut to the scene's extent (real tiles cover
+  the 0.1° cells the scene touches; the scene is shifted (whole pixels) so that its middle column lies on the
+  nearest 0.1° meridian (-122.3°): it spans two tiles. Stand-in tiles are cut to the scene's extent (real tiles cover
   their whole cell). Values: the scene's unit vectors times a per-pixel magnitude in [2, 6].
 
 Every raster carries the GeoTIFF tag ``data_source=synthetic``.
@@ -152,12 +152,13 @@ def tessera_stand_in(
     year: int = 2024,
     seed: int = 0,
     layout: str = "npy",
-    shift_m: float = 1500.0,
+    shift_m: float | None = None,
 ) -> Path:
     """Write the Tessera stand-in (layout in the module docstring) into ``root``.
 
     ``layout``: ``npy`` (int8 + scales + landmask) or ``tiff`` (geotessera's float32 export);
-    ``shift_m``: eastward shift of the scene (metres) so that it crosses a 0.1° cell boundary.
+    ``shift_m``: eastward shift of the scene (metres); ``None``: the shift (whole pixels) that
+    puts the scene's middle column on the nearest 0.1° meridian, so the scene spans two tiles.
     """
     root = Path(root)
     scene, codes, t, info = _scene(root, n_tiles_x=n_tiles_x, n_tiles_y=n_tiles_y,
@@ -167,9 +168,14 @@ def tessera_stand_in(
     rng = np.random.default_rng(seed + 1)
     x = decode_values(codes, "aef_power", "int8") * rng.uniform(2, 6, (1, h, w)).astype(np.float32)
     x = np.moveaxis(x, 0, -1)  # (H, W, C)
-    res, x0, y0 = t.a, t.c + shift_m, t.f
     epsg = int(info["crs"].split(":")[1])
     to_ll = Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True)
+    if shift_m is None:
+        cx, cy = t.c + w / 2 * t.a, t.f - h / 2 * t.a
+        lon_c, lat_c = to_ll.transform(cx, cy)
+        x_m, _ = to_ll.transform(round(lon_c, 1), lat_c, direction="INVERSE")
+        shift_m = round((x_m - cx) / t.a) * t.a
+    res, x0, y0 = t.a, t.c + shift_m, t.f
     xs, ys = np.meshgrid([x0, x0 + w * res], [y0, y0 - h * res])
     lon, lat = to_ll.transform(xs.ravel(), ys.ravel())
     (w0, s0), (e0, n0) = tile_from_world(min(lon), min(lat)), tile_from_world(max(lon), max(lat))
