@@ -136,7 +136,7 @@ def _first_level(key: tuple[int, int], codes: np.ndarray, tile: int, rows: int =
         )
     r0, r1 = rr[0] - rr[0] % 2, rr[-1] + 1 + (rr[-1] + 1) % 2
     c0, c1 = cc[0] - cc[0] % 2, cc[-1] + 1 + (cc[-1] + 1) % 2
-    out_s = np.zeros((codes.shape[0], (r1 - r0) // 2, (c1 - c0) // 2), np.float64)
+    out_s = np.zeros((codes.shape[0], (r1 - r0) // 2, (c1 - c0) // 2), np.float32)
     out_c = np.zeros(((r1 - r0) // 2, (c1 - c0) // 2), np.int64)
     for r in range(r0, r1, rows):
         e = min(r1, r + rows)
@@ -172,11 +172,18 @@ def overview_levels(
     list of Level: each overview pixel is the mean of the valid full-resolution vectors below it
     (de-quantised with ``aef_power``), re-normalised to unit length and re-quantised; pixels with
     no valid pixel below them are -128. Work is proportional to the data, not the raster size:
-    only the bounding box of the valid pixels of each block is summed, and the (exact,
-    un-normalised) sums are carried from level to level.
+    only the bounding box of the valid pixels of each block is summed, and the un-normalised
+    float32 sums are carried from level to level (never re-normalised in between).
     """
     levels = [Level(size, size, tile, dict(blocks))]
-    parts = [p for k, codes in blocks.items() if (p := _first_level(k, codes, tile))[3].size]
+    firsts: dict[int, _Part] = {}  # the same block array twice is summed once
+    parts = []
+    for (r, c), codes in blocks.items():
+        if id(codes) not in firsts:
+            firsts[id(codes)] = _first_level((0, 0), codes, tile)
+        y, x, s, cnt = firsts[id(codes)]
+        if cnt.size:
+            parts.append((y + r * tile // 2, x + c * tile // 2, s, cnt))
     n = size // 2
     while n >= 1:
         nt = min(tile, max(16, n))
@@ -195,7 +202,7 @@ def overview_levels(
             x0 = min(p[1] for p in pieces)
             y1 = max(p[0] + p[2].shape[1] for p in pieces)
             x1 = max(p[1] + p[2].shape[2] for p in pieces)
-            s = np.zeros((count, y1 - y0, x1 - x0), np.float64)
+            s = np.zeros((count, y1 - y0, x1 - x0), np.float32)
             c = np.zeros((y1 - y0, x1 - x0), np.int64)
             for py, px, ps, pc in pieces:
                 s[:, py - y0 : py - y0 + ps.shape[1], px - x0 : px - x0 + ps.shape[2]] += ps
@@ -239,6 +246,7 @@ def write_aef_cog(
     res: float = AEF_RES,
     bottom_up: bool = False,
     tags: Mapping[str, str] | None = None,
+    overviews: str = "mean",
 ) -> Path:
     """Write one AEF COG: ``size``² int8, nodata -128, bands ``A00``.., overviews to 1 × 1.
 
@@ -255,9 +263,22 @@ def write_aef_cog(
         Store south-up with a positive y pixel size, as the Source Cooperative mirror does.
     tags : mapping, optional
         Extra dataset tags (e.g. ``data_source=synthetic``).
+    overviews : ``mean`` or ``empty``
+        ``mean``: the product's re-normalised means; ``empty``: every overview level present
+        (same IFDs and header size) but sparse — for I/O tests and benchmarks, where the
+        overview content does not matter and computing it costs seconds per dense tile.
     """
     count = next(iter(blocks.values())).shape[0] if blocks else len(AEF_BANDS)
-    levels = overview_levels(blocks, size, tile, count)
+    if overviews == "mean":
+        levels = overview_levels(blocks, size, tile, count)
+    elif overviews == "empty":
+        levels = [Level(size, size, tile, dict(blocks))]
+        n = size // 2
+        while n >= 1:
+            levels.append(Level(n, n, min(tile, max(16, n)), {}))
+            n //= 2
+    else:
+        raise ValueError(f"overviews must be 'mean' or 'empty', got {overviews!r}")
     x0, y0 = origin
     if bottom_up:
         levels = [_flip(lv) for lv in levels]

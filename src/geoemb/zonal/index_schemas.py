@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
 from typing import IO
 
 import geopandas as gpd
@@ -29,7 +31,7 @@ import shapely
 
 from geoemb.errors import InputError
 
-__all__ = ["PATH_COLUMNS", "STAC_COLUMNS", "normalize_index", "stac_table"]
+__all__ = ["PATH_COLUMNS", "STAC_COLUMNS", "http_status", "normalize_index", "stac_table"]
 
 #: Column names tried (in order) when a tile index does not name its path column.
 PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_path")
@@ -108,3 +110,19 @@ def normalize_index(
     if path_column is None:
         path_column = next((c for c in PATH_COLUMNS if c in gdf.columns), None)
     return gdf, path_column
+
+
+def http_status(path: str) -> int | None:
+    """The HTTP status of a one-byte range request to an http(s) ``path`` (GDAL's messages often
+    drop it); ``None`` for other paths or when the server answers normally."""
+    url = path.removeprefix("/vsicurl/")
+    if not url.startswith(("http://", "https://")):
+        return None
+    try:
+        req = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+        with urllib.request.urlopen(req, timeout=30):
+            return None
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None

@@ -30,7 +30,7 @@ from rasterio.errors import RasterioError
 
 from geoemb.errors import InputError
 from geoemb.zonal.decodes import DECODES, DECODINGS, check_decode, decode_values
-from geoemb.zonal.index_schemas import PATH_COLUMNS, normalize_index, stac_table
+from geoemb.zonal.index_schemas import PATH_COLUMNS, http_status, normalize_index, stac_table
 
 __all__ = [  # the decodes are re-exported (their home is geoemb.zonal.decodes)
     "DECODES", "DECODINGS", "PATH_COLUMNS", "MissingInputError", "TileMeta", "TileNotFoundError",
@@ -53,7 +53,7 @@ def raster_error(path: str, exc: Exception) -> InputError:
     codes in GDAL's message (``/vsicurl/``) become what they mean (404: the tile does not exist)."""
     msg = str(exc)
     code = re.search(r"(?:HTTP (?:response )?code|HTTP error code)[:= ]*(\d{3})", msg)
-    status = int(code.group(1)) if code else None
+    status = int(code.group(1)) if code else http_status(path)
     if status == 404 or (is_remote(path) and "does not exist in the file system" in msg):
         return TileNotFoundError(f"embedding tile {path} does not exist (HTTP 404 / not found)")
     if status in (401, 403):
