@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 
 from geoemb.data.source import MARKER
 from geoemb.errors import DataNotFoundError, InputError
-from geoemb.sources import AEF, RASTERS, EmbeddingRasters, raster_source
+from geoemb.sources import AEF, RASTERS, SOURCES, EmbeddingRasters, raster_source
 from geoemb.utils.registry import UnknownNameError
 from geoemb.zonal import RasterInputs, zonal_stats
 
-SMALL = {"tile_size": 32, "n_bands": 8, "min_block_px": 10, "n_tiles_x": 2, "n_tiles_y": 2}
+# a tiny census scene with the product's 64 bands (so a copy of it passes as real AEF data)
+SMALL = {"tile_size": 16, "n_bands": 64, "min_block_px": 6, "n_tiles_x": 2, "n_tiles_y": 2,
+         "cog_tile": 256}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +26,12 @@ def stand_in(tmp_path_factory):
 
 
 def test_registry_lists_and_builds_products():
-    assert "aef" in RASTERS.names() and RASTERS.get("aef").meta["product"] is AEF
-    assert "aef" in RASTERS.describe()
+    assert {"aef", "tessera"} <= set(RASTERS.names()) and RASTERS.get("aef").meta["product"] is AEF
+    assert SOURCES is RASTERS and "tessera" in RASTERS.describe()
     src = raster_source("AEF", root="/nowhere")
-    assert isinstance(src, EmbeddingRasters) and src.decode == "aef" and src.data_source == "real"
-    with pytest.raises(UnknownNameError, match="valid: aef"):
+    assert isinstance(src, EmbeddingRasters) and src.decode == "aef_power"
+    assert src.data_source == "real"
+    with pytest.raises(UnknownNameError, match="valid: aef, tessera"):
         raster_source("tesera")
 
 
@@ -36,7 +40,7 @@ def test_real_missing_index_is_one_error_with_where_to_get_it(tmp_path):
     with pytest.raises(DataNotFoundError) as e:
         src.resolve()
     msg = str(e.value)
-    assert str(tmp_path / "aef") in msg and "aef_index.gpkg" in msg
+    assert str(tmp_path / "aef") in msg and "aef_index.parquet, aef_index.gpkg" in msg
     assert "https://data.source.coop/tge-labs/aef" in msg and "data.synthetic=true" in msg
     # the caller's own missing inputs go into the same error, with their hint
     with pytest.raises(DataNotFoundError) as e:
@@ -57,12 +61,28 @@ def test_real_data_present_resolves_to_its_index(stand_in, tmp_path):
     folder = syn.tile_index.parent  # a complete copy of the product's layout
     src = raster_source("aef", root=folder, index_filter={"year": 2020})
     got = src.resolve()
-    assert isinstance(got, RasterInputs) and got.tile_index == folder / "aef_index.gpkg"
-    assert got.decode == "aef" and got.index_filter == {"year": 2020} and got.tiles is None
+    assert isinstance(got, RasterInputs) and got.tile_index == folder / "aef_index.parquet"
+    assert got.decode == "aef_power" and got.index_filter == {"year": 2020} and got.tiles is None
     assert src.data_source == "real"
     with pytest.raises(DataNotFoundError, match="real data"):
         src.stand_in_polygons()
-    tiles = sorted(str(p) for p in (folder / "2020").glob("*.tif"))
+    # the product's checks run on real data: an index of two years must be filtered
+    two = gpd.read_parquet(folder / "aef_index.parquet")
+    two = pd.concat([two, two.assign(year=2021)], ignore_index=True)
+    two.to_parquet(tmp_path / "aef_index.parquet")
+    for t in two.path.unique():
+        (tmp_path / t).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / t).symlink_to(folder / t)
+    with pytest.raises(
+        InputError, match=r"several years \[2020, 2021\].*index_filter=\{year: 2021\}"
+    ):
+        raster_source("aef", root=tmp_path).resolve()
+    assert (
+        raster_source("aef", root=tmp_path, index_filter={"year": 2021}).resolve().tile_index
+        is not None
+    )
+    tiles = sorted(str(p) for p in (folder / "2020").glob("*/*.tiff"))
+    assert len(tiles) == 2
     got = raster_source("aef", tiles=tiles, decode="raw", nodata=0).resolve()
     assert got.tiles == tiles and got.tile_index is None and got.decode == "raw"
     assert got.nodata == 0.0
@@ -72,7 +92,7 @@ def test_stand_in_generated_once_content_keyed_and_tagged(stand_in, tmp_path):
     src, got = stand_in
     folder = got.tile_index.parent
     assert (folder / MARKER).is_file() and folder.parent.name == "synthetic"
-    assert src.data_source == "synthetic" and got.decode == "aef"
+    assert src.data_source == "synthetic" and got.decode == "aef_power"
     assert src.stand_in_polygons() == folder / "blocks.gpkg"
     mtime = got.tile_index.stat().st_mtime_ns
     again = raster_source("aef", root=folder.parent.parent / "aef", synthetic=True,
@@ -89,8 +109,10 @@ def test_stand_in_generated_once_content_keyed_and_tagged(stand_in, tmp_path):
 
 
 def test_bad_arguments_refused_up_front(tmp_path):
-    with pytest.raises(InputError, match="unknown value decode 'aef2'; valid: raw, aef"):
+    with pytest.raises(InputError, match="decode='aef2' is not a decode of .*valid: aef_power"):
         raster_source("aef", decode="aef2")
+    with pytest.raises(InputError, match="unknown key.*'landmsk'.*valid: \\['cache_dir'"):
+        raster_source("tessera", options={"landmsk": True})
     with pytest.raises(InputError, match="index_filter"):
         raster_source("aef", index_filter=["year", 2020])
     with pytest.raises(InputError, match="both set"):

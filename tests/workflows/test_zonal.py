@@ -105,7 +105,7 @@ def test_experiment_config_builds_the_evaluator(tmp_path):
     ev = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
     assert isinstance(ev.data, EmbeddingRasters) and ev.data.synthetic
     assert ev.pooling.method == "mean_std" and ev.filters.max_land_km2 == 25.0
-    assert ev.analysis.rgb_crs == "utm" and ev.data.decode == "aef"
+    assert ev.analysis.rgb_crs == "utm" and ev.data.decode == "aef_power"
     real = compose_cfg("eval", ["experiment=zonal_stats"], tmp_path)
     assert real.data.synthetic is False  # real data by default, with the one clear error
     old = compose_cfg("eval", ["experiment=zonal_stats", "evaluation.synthetic=true"], tmp_path)

@@ -109,12 +109,13 @@ def test_objects_and_flat_knobs_give_the_same_features(two_zone):
 
 
 def test_value_decodes_are_one_registry():
-    assert DECODINGS == ("raw", "aef") and "AlphaEarth" in DECODES.describe()
+    assert DECODINGS == ("raw", "aef", "aef_power", "linear_127", "aef_uint8")
+    assert "AlphaEarth" in DECODES.describe()
     x = np.array([[0, 127, 254]], dtype=np.uint8)
     np.testing.assert_allclose(
         decode_values(x, "AEF", "uint8"), [[-((127 / 127.5) ** 2), 0, (127 / 127.5) ** 2]]
     )
-    with pytest.raises(InputError, match="unknown value decode 'q'; valid: raw, aef"):
+    with pytest.raises(InputError, match="unknown value decode 'q'; valid: raw, aef, aef_power"):
         decode_values(x, "q", "uint8")
     meta = TileMeta("t.tif", None, None, 1, 1, 1, "float32", None)
     check_decode("raw", meta)

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,18 +29,48 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from geoemb.errors import InputError
-from geoemb.utils.registry import Registry
+from geoemb.zonal.decodes import DECODES, DECODINGS, check_decode, decode_values
+from geoemb.zonal.index_schemas import PATH_COLUMNS, http_status, normalize_index, stac_table
+
+__all__ = [  # the decodes are re-exported (their home is geoemb.zonal.decodes)
+    "DECODES", "DECODINGS", "PATH_COLUMNS", "MissingInputError", "TileMeta", "TileNotFoundError",
+    "catalog_from_index", "check_decode", "decode_values", "is_remote", "raster_error",
+    "read_polygons", "normalize_index", "read_tile_index", "read_tile_meta", "read_vector",
+    "tile_metas",
+]  # fmt: skip
 
 PathLike = str | os.PathLike
-
-#: Column names tried (in order) when a tile index does not name its path column.
-PATH_COLUMNS = ("path", "location", "filename", "file", "href", "url", "tile_path")
 
 
 def is_remote(path: PathLike) -> bool:
     """A URL (``https://…``, ``s3://…``) or a GDAL virtual path (``/vsicurl/…``, ``/vsis3/…``)."""
     s = str(path)
     return "://" in s or s.startswith("/vsi")
+
+
+def raster_error(path: str, exc: Exception) -> InputError:
+    """One clear error for a raster GDAL cannot open or read, naming the file or URL; HTTP status
+    codes in GDAL's message (``/vsicurl/``) become what they mean (404: the tile does not exist)."""
+    msg = str(exc)
+    code = re.search(r"(?:HTTP (?:response )?code|HTTP error code)[:= ]*(\d{3})", msg)
+    status = int(code.group(1)) if code else http_status(path)
+    if status == 404 or (is_remote(path) and "does not exist in the file system" in msg):
+        return TileNotFoundError(f"embedding tile {path} does not exist (HTTP 404 / not found)")
+    if status in (401, 403):
+        return InputError(
+            f"embedding tile {path}: access denied (HTTP {status}); expected a public URL or "
+            "credentials (Google's AEF bucket is requester-pays; the Source Cooperative mirror "
+            "is public)"
+        )
+    if status == 416:
+        return InputError(
+            f"embedding tile {path}: HTTP 416 Range Not Satisfiable: the server's file is shorter "
+            "than its header says (changed or truncated upload?); expected the complete COG"
+        )
+    what = f"HTTP {status}: " if status else ""
+    return InputError(
+        f"cannot read embedding tile {path}: {what}{msg}; expected a readable GeoTIFF"
+    )
 
 
 class MissingInputError(InputError, FileNotFoundError):
@@ -208,9 +243,7 @@ def read_tile_meta(path: PathLike) -> TileMeta:
             return TileMeta(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0],
                             ds.nodata, masked, ds.tags().get(DATA_SOURCE_TAG))  # fmt: skip
     except RasterioError as e:
-        raise InputError(
-            f"cannot read embedding tile {path}: {e}; expected a readable GeoTIFF"
-        ) from e
+        raise raster_error(path, e) from e
 
 
 def _expand_tiles(tiles: PathLike | Iterable[PathLike]) -> list[str]:
@@ -260,6 +293,51 @@ def tile_metas(tiles: PathLike | Iterable[PathLike]) -> list[TileMeta]:
     return [read_tile_meta(p) for p in paths]
 
 
+def _fetch(url: str) -> bytes:
+    """The bytes of a remote tile index (HTTP(S)); errors name the URL and the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            raise MissingInputError(f"tile index {url} does not exist (HTTP 404)") from e
+        raise InputError(f"cannot read tile index {url}: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise InputError(f"cannot read tile index {url}: {e}; expected an http(s) URL") from e
+
+
+def read_tile_index(index: PathLike | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Read a tile index (GeoParquet, stac-geoparquet, GeoPackage, Shapefile; a path or an
+    http(s) URL) as is."""
+    if isinstance(index, gpd.GeoDataFrame):
+        return index.copy()
+    name = str(index)
+    parquet = Path(urllib.parse.urlparse(name).path).suffix.lower() in PARQUET_SUFFIXES
+    if is_remote(name) and not parquet:
+        try:
+            return gpd.read_file(name)  # GDAL reads GeoPackage & co. over /vsicurl/
+        except Exception as e:
+            raise InputError(f"cannot read tile index {name}: {type(e).__name__}: {e}") from e
+    if not parquet or not (is_remote(name) or Path(name).is_file()):
+        return read_vector(index, "tile index")
+    try:
+        src = io.BytesIO(_fetch(name)) if is_remote(name) else name
+        stac = stac_table(src)
+        if stac is not None:
+            return stac
+        if is_remote(name):
+            src.seek(0)
+            return gpd.read_parquet(src)
+    except InputError:
+        raise
+    except Exception as e:  # damaged parquet: pyarrow raises many types
+        raise InputError(
+            f"cannot read tile index {name}: {type(e).__name__}: {e}; expected a complete "
+            "GeoParquet / stac-geoparquet file (truncated or damaged file?)"
+        ) from e
+    return read_vector(index, "tile index")
+
+
 def catalog_from_index(
     index: PathLike | gpd.GeoDataFrame,
     path_column: str | None = None,
@@ -271,37 +349,43 @@ def catalog_from_index(
     Parameters
     ----------
     index:
-        GeoPackage/GeoParquet/Shapefile (or GeoDataFrame) with footprint geometries and a path column.
-        The footprints may be approximate (AEF's are 4-corner quadrilaterals in lon/lat):
-        :func:`geoemb.zonal.zonal_stats` decides membership from the tiles' own headers.
+        GeoPackage/GeoParquet/Shapefile (or GeoDataFrame) with footprint geometries and a path
+        column, or a stac-geoparquet item table (``assets.data.href``; :func:`normalize_index`).
+        The footprints may be approximate (4-corner quadrilaterals in lon/lat, or clipped to the
+        UTM zone as in AEF's index): :func:`geoemb.zonal.zonal_stats` decides membership from the
+        tiles' own headers.
     path_column:
-        Column holding the raster paths; auto-detected from :data:`PATH_COLUMNS` when ``None``.
+        Column holding the raster paths (``assets.<key>`` for STAC items); auto-detected from
+        :data:`PATH_COLUMNS` (or ``assets.data``) when ``None``.
     filters:
-        Equality filters on index columns, e.g. ``{"year": 2020}``.
+        Equality filters on index columns, e.g. ``{"year": 2020}`` (STAC items get ``year`` from
+        their ``datetime``).
     root:
         Folder against which relative paths are resolved (default: the index file's folder).
 
     Returns
     -------
-    GeoDataFrame with ``path`` and ``geometry`` (the index CRS); ``attrs["source"]`` names the index.
+    GeoDataFrame with ``path`` and ``geometry`` (the index CRS), plus ``year``/``crs`` when the
+    index has them; ``attrs["source"]`` names the index.
     """
-    name = "<GeoDataFrame>" if isinstance(index, gpd.GeoDataFrame) else str(index)
     if isinstance(index, gpd.GeoDataFrame):
-        gdf = index.copy()
+        name = str(index.attrs.get("source", "<GeoDataFrame>")).removeprefix("tile index ")
     else:
-        gdf = read_vector(index, "tile index")
-        root = Path(index).parent if root is None else root
+        name = str(index)
+    gdf = read_tile_index(index)
+    if not isinstance(index, gpd.GeoDataFrame) and root is None and not is_remote(name):
+        root = Path(index).parent
     if gdf.crs is None:
         raise InputError(f"tile index {name} has no CRS; expected footprints with a CRS")
+    given = path_column
+    gdf, path_column = normalize_index(gdf, name, path_column)
     if path_column is None:
-        path_column = next((c for c in PATH_COLUMNS if c in gdf.columns), None)
-        if path_column is None:
-            raise InputError(
-                f"tile index {name}: no path column found (tried {list(PATH_COLUMNS)}); "
-                f"pass path_column=... (columns: {list(gdf.columns)})"
-            )
-    elif path_column not in gdf.columns:
-        raise InputError(f"tile index {name}: column {path_column!r} not in {list(gdf.columns)}")
+        raise InputError(
+            f"tile index {name}: no path column found (tried {list(PATH_COLUMNS)} and STAC "
+            f"assets.data.href); pass path_column=... (columns: {list(gdf.columns)})"
+        )
+    if path_column not in gdf.columns:
+        raise InputError(f"tile index {name}: column {given!r} not in {list(gdf.columns)}")
     for col, val in (filters or {}).items():
         if col not in gdf.columns:
             raise InputError(f"tile index {name}: filter column {col!r} not in {list(gdf.columns)}")
@@ -324,59 +408,17 @@ def catalog_from_index(
 
     def resolve(s: str) -> str:
         s = str(s)
-        if is_remote(s) or os.path.isabs(s) or root is None:
+        if is_remote(s) or os.path.isabs(s):
             return s
+        if root is None:  # relative to a remote index: beside it on the server
+            return urllib.parse.urljoin(name, s) if is_remote(name) else s
         return os.path.abspath(os.path.join(str(root), s))
 
-    out = gpd.GeoDataFrame(
-        {"path": [resolve(s) for s in gdf[path_column]]}, geometry=gdf.geometry.values, crs=gdf.crs
-    )
+    cols = {"path": [resolve(s) for s in gdf[path_column]]}
+    cols.update({c: gdf[c].to_numpy() for c in ("year", "crs") if c in gdf.columns})
+    out = gpd.GeoDataFrame(cols, geometry=gdf.geometry.values, crs=gdf.crs)
     out.attrs["source"] = f"tile index {name}"
     return out.reset_index(drop=True)
-
-
-def _decode_raw(arr: np.ndarray, dtype: str) -> np.ndarray:
-    return arr.astype(np.float32, copy=False)
-
-
-def _decode_aef(arr: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "uint8":
-        q = arr.astype(np.float32) - 127.0
-    elif dtype == "int8":
-        q = arr.astype(np.float32)
-    else:
-        raise InputError(f"decode='aef' expects uint8 or int8 AEF codes, got dtype {dtype}")
-    return np.sign(q) * (np.abs(q) / 127.5) ** 2
-
-
-#: Value decodes: name -> ``decode(values, dtype) -> float32`` (``DECODES.build(name)``);
-#: ``meta["dtypes"]`` lists the storage dtypes a decode accepts (``None``: any).
-DECODES = Registry("value decode")
-DECODES.add("raw", lambda: _decode_raw, description="stored values cast to float32", dtypes=None)
-DECODES.add(
-    "aef",
-    lambda: _decode_aef,
-    description="AlphaEarth dequantisation x = sign(q)(|q|/127.5)², q = code - 127 (uint8) or code (int8)",
-    dtypes=("uint8", "int8"),
-)
-#: The decode names (for ``--help`` and choices).
-DECODINGS = tuple(DECODES.names())
-
-
-def decode_values(arr: np.ndarray, decode: str, dtype: str) -> np.ndarray:
-    """Turn stored raster values ``arr`` (any shape, storage ``dtype``) into float32 embeddings
-    with the :data:`DECODES` entry ``decode`` (``raw`` casts; ``aef`` dequantises AlphaEarth codes:
-    ``q = code - 127`` (uint8) or ``q = code`` (int8), ``x = sign(q) * (|q| / 127.5) ** 2``)."""
-    return DECODES.build(decode)(arr, dtype)
-
-
-def check_decode(decode: str, meta: TileMeta) -> None:
-    """Refuse a tile whose storage dtype the decode cannot read (before any pixel is read)."""
-    dtypes = DECODES.get(decode).meta.get("dtypes")
-    if dtypes is not None and meta.dtype not in dtypes:
-        raise InputError(
-            f"decode={decode!r} expects {'/'.join(dtypes)} codes; tile {meta.path} is {meta.dtype}"
-        )
 
 
 def check_tiles(metas: Sequence[TileMeta]) -> int:
