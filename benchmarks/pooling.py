@@ -92,6 +92,31 @@ def ref_pool(x: np.ndarray, method: str, pca=None, centroids=None) -> np.ndarray
     return out.astype(np.float32)
 
 
+def bovw_label_check(xn: np.ndarray, centroids: np.ndarray, n_check: int) -> str:
+    """Per-pixel labels of the first ``n_check`` patches: numpy reference (float32 GEMM + argmin,
+    as ``kmeans.predict``), sklearn ``KMeans.predict`` (float32), geoemb, and the float64 answer."""
+    from sklearn.cluster import KMeans
+
+    from geoemb.pooling.parametric import assign
+
+    d = xn.shape[-1]
+    pix = np.ascontiguousarray(xn[:n_check].reshape(-1, d))
+    c = centroids.astype(np.float32)
+    ref = np.argmin((c * c).sum(1)[None, :] - 2.0 * pix @ c.T, axis=1)
+    km = KMeans(n_clusters=len(c))
+    km.cluster_centers_, km._n_threads, km.n_features_in_ = c, 1, d
+    sk = km.predict(pix)
+    geo = assign(torch.from_numpy(pix), torch.from_numpy(c)).numpy()
+    c64, p64 = c.astype(np.float64), pix.astype(np.float64)
+    ex = np.argmin((c64 * c64).sum(1)[None, :] - 2.0 * p64 @ c64.T, axis=1)
+    return (
+        f"bovw labels on {len(pix)} pixels: geoemb != float64 argmin at {(geo != ex).sum()}; "
+        f"numpy ref != float64 at {(ref != ex).sum()}, sklearn predict (float32) != float64 at "
+        f"{(sk != ex).sum()}; geoemb != numpy ref at {(geo != ref).sum()}, != sklearn at "
+        f"{(geo != sk).sum()}"
+    )
+
+
 def ref_pool_chunked(xn: np.ndarray, method: str, chunk: int, **kw) -> np.ndarray:
     return np.concatenate(
         [ref_pool(xn[s : s + chunk], method, **kw) for s in range(0, len(xn), chunk)]
@@ -184,6 +209,8 @@ def run_dim(args, d: int, dev: torch.device) -> list[tuple[str, float, float]]:
         f"(all-13 = {t_all / t_floor:.0f} reads)"
     )
     rows.append(("ALL13_together", tot_ref, t_all))
+    if "bovw_128" in ALL_METHODS:
+        print(bovw_label_check(xn, cen_np, min(n, args.check)))
 
     if args.fit:
         from sklearn.cluster import MiniBatchKMeans
@@ -227,6 +254,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch + numpy/BLAS threads (default 1: both sides)"
     )
     ap.add_argument("--fit", action="store_true", help="also time the parametric fits")
+    ap.add_argument(
+        "--check", type=int, default=32, help="patches whose BoVW labels are checked per pixel"
+    )
     ap.add_argument("--quick", action="store_true", help="N=64")
     args = ap.parse_args()
     if args.quick:

@@ -24,7 +24,6 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -213,23 +212,31 @@ def transform_pca_vectors(vectors: Tensor, state: PCAState) -> Tensor:
 def assign(pixels: Tensor, centroids: Tensor) -> Tensor:
     """Nearest-centroid labels (squared Euclidean), ties to the lowest index.
 
+    Exact-arithmetic labels (see :mod:`geoemb.pooling._bovw`): the rule of ``np.argmin`` and of
+    sklearn's ``KMeans.predict``, without their float32 rounding on near-equidistant pixels.
+
     Parameters
     ----------
-    pixels : Tensor (P, D)
+    pixels : Tensor (P, D), finite
     centroids : Tensor (K, D)
 
     Returns
     -------
     LongTensor (P,)
     """
-    c = centroids.to(pixels.dtype)
-    # distances are shift-invariant: centring on the centroid mean keeps float32 rounding small
-    # for offset data (e.g. uint8 codes around 127)
-    shift = c.mean(0)
-    c = c - shift
-    cc = (c * c).sum(1)
-    dist = torch.addmm(cc[None, :], pixels - shift, c.T, beta=1.0, alpha=-2.0)
-    return dist.argmin(dim=1)
+    c = centroids.detach().to(device=pixels.device, dtype=pixels.dtype)
+    x = pixels.detach().T[None]  # (1, D, P) view, no copy
+    from geoemb.pooling import _bovw  # numba, imported on first use
+
+    if pixels.device.type == "cpu":
+        lab, _, bad, _ = _bovw.assign_pixels(x.numpy(), c.numpy())
+        labels, bad = torch.from_numpy(lab[0]), bool(bad[0])
+    else:
+        labels, nonfinite = _bovw.assign_torch(x, c)
+        labels, bad = labels[0], bool(nonfinite.any())
+    if bad:
+        raise ValueError("bovw: assign() got non-finite pixels (NaN/inf are invalid data)")
+    return labels
 
 
 def _sq_dist(a: Tensor, b: Tensor) -> Tensor:
@@ -380,53 +387,49 @@ def transform_bovw(
     empty: str = "raise",
     chunk_size: int | None = None,
 ) -> Tensor:
-    """(B, D, H, W) -> (B, K) L1-normalised histograms of nearest-centroid labels."""
+    """(B, D, H, W) -> (B, K) L1-normalised histograms of nearest-centroid labels.
+
+    Labels as :func:`assign` (exact nearest centroid, ties to the lowest index). On CPU one fused
+    numba pass per block follows a BLAS ``C @ X`` on the band-major pixels (no transpose copy);
+    elsewhere torch ops. A sample with a valid non-finite pixel gets a NaN row.
+    """
     x = as_raster(x)
     mask = check_mask(mask, x)
     bsz, d, h, w = x.shape
-    cen = state.centroids.to(device=x.device, dtype=x.dtype)
+    cen = state.centroids.detach().to(device=x.device, dtype=x.dtype)
     k = cen.shape[0]
     if cen.shape[1] != d:
         raise ValueError(
             f"pool({state.name!r}): x has D={d} but the state was fit with D={cen.shape[1]}"
         )
+    if not bool(torch.isfinite(cen).all()):
+        raise ValueError(f"pool({state.name!r}): the state's centroids are not all finite")
     n = h * w
-    step = chunk_size or max(1, (2**23) // max(n * k, 1))
-    shift = cen.mean(0)  # see assign(): centring reduces float32 rounding of the distances
-    cen = cen - shift
-    cc = (cen * cen).sum(1)
-    const = cc + 2.0 * (cen @ shift)
+    xv = x.detach().reshape(bsz, d, n)
+    mv = None if mask is None else mask.reshape(bsz, n)
+    from geoemb.pooling import _bovw  # numba, imported on first use
+
     if x.device.type == "cpu":
-        cen_np, const_np = cen.numpy(), const.numpy()
-    out = []
-    for s in range(0, bsz, step):
-        xb = x[s : s + step]
-        b = xb.shape[0]
-        # (b, N, D) view of the pixels: BLAS reads it transposed, no copy; the centring shift
-        # is folded into the per-centroid constant: |x-s-c'|^2 - |x-s|^2 = cc' + 2c'.s - 2c'.x
-        pix = xb.reshape(b, d, n).transpose(1, 2)
-        if x.device.type == "cpu":  # numpy/OpenBLAS: faster than torch's MKL path on AMD
-            pn = np.ascontiguousarray(pix.numpy())
-            dn = np.matmul(pn, cen_np.T)
-            dn *= -2.0
-            dn += const_np
-            labels = torch.from_numpy(dn.argmin(-1))
-        else:
-            dist = torch.matmul(pix, cen.T)  # (b, N, K)
-            dist.mul_(-2.0).add_(const)
-            labels = dist.argmin(-1)  # (b, N)
-        if mask is None:
-            wts = torch.ones_like(labels, dtype=x.dtype)
-        else:
-            wts = mask[s : s + step].reshape(b, n).to(x.dtype)
-        counts = torch.zeros((b, k), dtype=x.dtype, device=x.device).scatter_add_(1, labels, wts)
-        tot = counts.sum(1, keepdim=True)
-        hist = counts / tot.clamp_min(1)
-        if mask is not None:
-            empty_rows = check_empty(tot[:, 0].round().long(), empty, offset=s)
-            if empty_rows is not None:
-                hist = torch.where(empty_rows[:, None], hist.new_full((), math.nan), hist)
-        out.append(hist)
-    if not out:
-        return x.new_zeros((0, k))
-    return torch.cat(out, 0)
+        _, counts_np, bad_np, _ = _bovw.assign_pixels(
+            xv.numpy(), cen.numpy(), None if mv is None else mv.numpy()
+        )
+        counts, bad = torch.from_numpy(counts_np).to(x.dtype), torch.from_numpy(bad_np)
+    else:
+        step = chunk_size or max(1, (2**23) // max(n * k, 1))
+        counts = x.new_zeros((bsz, k))
+        bad = torch.zeros(bsz, dtype=torch.bool, device=x.device)
+        for s in range(0, bsz, step):
+            labels, nonfinite = _bovw.assign_torch(xv[s : s + step], cen)
+            wts = torch.ones_like(labels, dtype=x.dtype) if mv is None else mv[s : s + step]
+            wts = wts.to(x.dtype)
+            bad[s : s + step] = (nonfinite & (wts > 0)).any(1)
+            counts[s : s + step].scatter_add_(1, labels, wts.masked_fill(nonfinite, 0))
+    tot = counts.sum(1, keepdim=True)
+    hist = counts / tot.clamp_min(1)
+    if mask is not None:
+        empty_rows = check_empty(mv.sum(1), empty)
+        if empty_rows is not None:
+            hist = torch.where(empty_rows[:, None], hist.new_full((), math.nan), hist)
+    if bool(bad.any()):
+        hist = torch.where(bad[:, None], hist.new_full((), math.nan), hist)
+    return hist
