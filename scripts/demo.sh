@@ -10,6 +10,6 @@ RUN=logs/demo/water_seg
 rm -rf "$RUN" logs/demo/infer
 $PY train.py experiment=water_seg_demo hydra.run.dir="$RUN" "$@"
 SCENE=data/synthetic/demo_s2_scene
-$PY -c "from geoemb.data.synthetic.earth_surface_water import write_sentinel2_scene as w; print('scene:', w('$SCENE', size=1024, seed=7))"
+$PY -c "from geoemb.synthetic.earth_surface_water import write_sentinel2_scene as w; print('scene:', w('$SCENE', size=1024, seed=7))"
 $PY infer.py ckpt_path="$RUN/checkpoints/last.ckpt" input="$SCENE" hydra.run.dir=logs/demo/infer tile_size=256 stride=224
 echo "Open logs/demo/infer/prediction.tif in QGIS (pixel-aligned with the scene in $SCENE)."

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geoemb.data.synthetic.eurosat_embed import generate
+from geoemb.synthetic.eurosat_embed import generate
 
 
 @pytest.fixture(scope="session")

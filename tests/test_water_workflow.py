@@ -14,7 +14,7 @@ import rasterio
 import torch
 
 from geoemb import tasks
-from geoemb.data.synthetic.earth_surface_water import write_scene_geotiff, write_sentinel2_scene
+from geoemb.synthetic.earth_surface_water import write_scene_geotiff, write_sentinel2_scene
 from geoemb.segmentation.module import SegmentationModule
 from tests.helpers import compose_cfg
 

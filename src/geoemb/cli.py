@@ -35,11 +35,11 @@ class Tool:
 
 TOOLS: dict[str, Tool] = {
     "retrieval": Tool(
-        "geoemb.retrieval.__main__:main",
+        "geoemb.retrieval.cli:main",
         "binary corpus: synth, build-corpus, query, exemplar, export (TerraBit)",
     ),
     "zonal": Tool(
-        "geoemb.zonal.__main__:main",
+        "geoemb.zonal.cli:main",
         "per-polygon embedding statistics: stats, pca-rgb, evaluate, synthetic",
     ),
     "explore": Tool(

@@ -9,7 +9,7 @@ import pytest
 from geoemb.compression.base import Compressor
 from geoemb.compression.study import StudyConfig, evaluate_config
 from geoemb.data.embedding_table import EmbeddingTableSource, load_features
-from geoemb.data.synthetic.embedding_table import generate, make_table
+from geoemb.synthetic.embedding_table import generate, make_table
 from geoemb.errors import DataNotFoundError, InputError
 from geoemb.evaluation.compression import CompressionEvaluator
 from geoemb.probes import ProbeConfig

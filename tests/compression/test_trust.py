@@ -11,7 +11,7 @@ import geoemb.compression.study as cs
 from geoemb.compression import InfeasibleConfigError, build, infeasible_reason
 from geoemb.compression.quantizers import AffineQuantizer, ProductQuantizer
 from geoemb.data.embedding_table import EmbeddingTableSource, load_features
-from geoemb.data.synthetic.embedding_table import generate
+from geoemb.synthetic.embedding_table import generate
 from geoemb.errors import GeoembError, InputError
 from geoemb.evaluation.compression import CompressionEvaluator
 from geoemb.reporting.compression import aggregate

@@ -11,7 +11,7 @@ import torch
 from rasterio.transform import from_origin
 
 from geoemb.data import eurosat_embed as E
-from geoemb.data.synthetic import eurosat_embed as S
+from geoemb.synthetic import eurosat_embed as S
 
 ENCODERS = {"aef": (64, "uint8"), "olmoearth-nano": (128, "float32"), "tessera": (128, "uint8")}
 

@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from geoemb.data.eurosat_embed import EuroSATEmbedDataModule
-from geoemb.data.synthetic.eurosat_embed import generate
+from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import CheckpointError, InputError
 from geoemb.evaluation import geopool as G
 from geoemb.evaluation.geopool import GeoPoolEvaluator

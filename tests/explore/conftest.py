@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from geoemb.compression.bitpack import pack_bits
-from geoemb.data.synthetic.retrieval_corpus import generate
+from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.retrieval.store import CorpusBuilder, iter_parquet_parts
 
 BASE = "http://127.0.0.1"

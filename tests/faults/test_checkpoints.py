@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from geoemb import tasks
-from geoemb.data.synthetic.earth_surface_water import write_scene_geotiff
+from geoemb.synthetic.earth_surface_water import write_scene_geotiff
 from geoemb.errors import CheckpointError, InputError, UntrustedCheckpointError
 from geoemb.run.allowlist import check_target, check_tree
 from geoemb.run.checkpoints import load_checkpoint, read_checkpoint

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import geoemb
-from geoemb.data.synthetic.retrieval_corpus import generate
+from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import InputError, ResumeMismatchError
 from geoemb.retrieval.__main__ import main, run
 from geoemb.retrieval.build import BuildLockedError, CorpusBuilder, CorpusIntegrityError

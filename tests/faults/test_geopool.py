@@ -19,7 +19,7 @@ import rasterio
 import torch
 
 from geoemb.data import eurosat_embed as E
-from geoemb.data.synthetic.eurosat_embed import generate
+from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import InputError
 from geoemb.pooling import TRAINING_FREE
 

@@ -18,7 +18,7 @@ import rasterio
 import torch
 
 from geoemb.data.chesapeake_rsc import ChesapeakeRSC, ChesapeakeRSCDataModule, remap_mask
-from geoemb.data.synthetic.chesapeake_rsc import generate
+from geoemb.synthetic.chesapeake_rsc import generate
 from geoemb.errors import InputError
 
 pytestmark = pytest.mark.faults

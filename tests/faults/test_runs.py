@@ -163,7 +163,7 @@ RSC_TINY = [
 def test_two_train_runs_started_in_the_same_second(tmp_path):
     """Regression: same-second ``train.py`` runs shared a run dir (mixed checkpoints/config.yaml,
     a CSV-logger crash). Both now complete, each in its own directory."""
-    from geoemb.data.synthetic.chesapeake_rsc import generate
+    from geoemb.synthetic.chesapeake_rsc import generate
 
     data = tmp_path / "data"
     generate(data / "synthetic" / "chesapeake_rsc", n_train=2, n_val=1, n_test=2, size=32)
@@ -189,7 +189,7 @@ def test_two_train_runs_started_in_the_same_second(tmp_path):
 def test_two_sweeps_started_in_the_same_second(tmp_path):
     """Same-second multiruns (joblib and basic launcher) get separate sweep dirs; all jobs of one
     sweep share its sweep dir (the GeoPool results of both jobs land in it)."""
-    from geoemb.data.synthetic.eurosat_embed import generate
+    from geoemb.synthetic.eurosat_embed import generate
 
     data = tmp_path / "data"
     generate(data / "synthetic" / "eurosat_embed", n_per_class=5, encoders=("aef",), size=16)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import geoemb
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal import zonal_stats
 from geoemb.zonal.__main__ import main
 

@@ -12,7 +12,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from geoemb.data.eurosat_embed import EuroSATEmbedDataset
-from geoemb.data.synthetic.eurosat_embed import generate
+from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import InputError
 from geoemb.pooling import ALL_METHODS, fit_parametric, pool, pool_many
 from geoemb.pooling import features as F

@@ -175,7 +175,7 @@ def test_exemplar_scores_and_composition():
 
 
 def test_binary_rerank_improves_recall():
-    from geoemb.data.synthetic.retrieval_corpus import make_embeddings
+    from geoemb.synthetic.retrieval_corpus import make_embeddings
 
     x, _, _ = make_embeddings(4000, 128, seed=1)
     qids = np.arange(0, 4000, 40)

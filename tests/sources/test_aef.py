@@ -17,7 +17,7 @@ import shapely
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.errors import InputError
 from geoemb.sources import raster_source, read_chips
 from geoemb.sources.aef import AEF_BANDS, overview_levels, quantize, write_aef_cog

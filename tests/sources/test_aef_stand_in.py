@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 
-from geoemb.data.synthetic.zonal import generate, quantize_aef
+from geoemb.synthetic.zonal import generate, quantize_aef
 from geoemb.zonal import decode_values
 
 SMALL = {"tile_size": 32, "n_bands": 8, "min_block_px": 10, "n_tiles_x": 2, "n_tiles_y": 2}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal import zonal_stats
 
 SMALL = {"tile_size": 32, "n_bands": 8, "min_block_px": 10, "n_tiles_x": 2, "n_tiles_y": 2}

@@ -16,7 +16,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, Polygon, box
 
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal import feature_names, zonal_stats
 from tests.zonal.zonal_helpers import (
     BIG,

@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from geoemb.data.augment import RSCAugmentation
 from geoemb.data.base import SplitDataModule
 from geoemb.data.source import STAND_IN_HINT, DataSource
-from geoemb.data.synthetic import chesapeake_rsc as synth
+from geoemb.synthetic import chesapeake_rsc as synth
 from geoemb.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -301,7 +301,7 @@ class ChesapeakeRSCDataModule(SplitDataModule):
     synthetic_root : path | None
         Parent folder of the stand-ins; default ``<root>/../synthetic/chesapeake_rsc``.
     synthetic_kwargs : dict | None
-        Arguments of :func:`geoemb.data.synthetic.chesapeake_rsc.generate` (``size``, ``n_train``, ...).
+        Arguments of :func:`geoemb.synthetic.chesapeake_rsc.generate` (``size``, ``n_train``, ...).
     batch_size, eval_batch_size, num_workers, pin_memory : loader settings (``num_workers: None``:
         what the machine has, :func:`~geoemb.data.base.resolve_num_workers`).
     num_classes : int

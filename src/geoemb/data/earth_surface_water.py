@@ -55,7 +55,7 @@ from geoemb.data.esw_files import (
 )
 from geoemb.data.esw_stats import STATS_FILE, cached_band_stats, compute_band_stats
 from geoemb.data.source import DataSource
-from geoemb.data.synthetic import earth_surface_water as synth
+from geoemb.synthetic import earth_surface_water as synth
 from geoemb.data.transforms import ESW_INDEX_NAMES, ESW_INDICES, SpectralPreprocess
 
 __all__ = [
@@ -207,7 +207,7 @@ class EarthSurfaceWaterDataModule(SourcedDataModule):
     stats_cache : cache the band statistics as JSON beside the data.
     synthetic_root : parent folder of the stand-ins (default
         ``<parent of root>/synthetic/earth_surface_water``); never a folder holding other data.
-    synthetic_kwargs : arguments of :func:`geoemb.data.synthetic.earth_surface_water.generate`;
+    synthetic_kwargs : arguments of :func:`geoemb.synthetic.earth_surface_water.generate`;
         ``size`` missing or ``None``: :func:`synthetic_scene_size` of ``patch_size``.
     pin_memory : DataLoader ``pin_memory``.
     fill_ignore_index : label of warp-fill / NaN pixels (``None``: fill is land, as the tutorial).

@@ -4,7 +4,7 @@ Real data: ``data.path`` is a ``.npy`` file (one float array) or a Parquet file 
 ``*.parquet`` parts with an embedding column (the layout ``python -m geoemb.retrieval
 build-corpus`` reads: LGND Clay v1.5 style ``id, lon, lat, bbox, embedding``). The synthetic
 stand-in (``data.synthetic=true``) is generated once, content-keyed under ``synthetic_root``, in that
-Parquet layout by :func:`geoemb.data.synthetic.retrieval_corpus.generate` and read back through the
+Parquet layout by :func:`geoemb.synthetic.retrieval_corpus.generate` and read back through the
 same reader. Plain Python (no Lightning): the retrieval evaluator and notebooks use it directly.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from geoemb.data.source import DataSource
-from geoemb.data.synthetic.retrieval_corpus import generate
+from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import DataNotFoundError, InputError
 from geoemb.retrieval.inputs import read_embeddings
 

@@ -7,7 +7,7 @@ Layout (the GeoPool pooled-feature cache, ``reference/geopool.md``)::
 written by ``python evaluate.py experiment=geopool evaluation.cache_dir=<path>`` (default
 ``<results_dir>/embeddings`` of a GeoPool run). The synthetic stand-in (``data.synthetic=true``) is
 generated once, content-keyed under ``synthetic_root``, in the same layout by
-:func:`geoemb.data.synthetic.embedding_table.generate` and read back through :func:`load_features`.
+:func:`geoemb.synthetic.embedding_table.generate` and read back through :func:`load_features`.
 Plain Python (no Lightning): the compression evaluator and notebooks use it directly.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from geoemb.data.embedding_corpus import PathDataSource, check_synthetic_kwargs
-from geoemb.data.synthetic.embedding_table import DEFAULT_ENCODERS, GENERATOR_VERSION, generate
+from geoemb.synthetic.embedding_table import DEFAULT_ENCODERS, GENERATOR_VERSION, generate
 from geoemb.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -169,7 +169,7 @@ class EmbeddingTableSource:
     synthetic_kwargs : dict
         ``n_train``, ``n_test``, ``seed``, ``num_classes`` and optionally ``encoders``
         (``{name: [D, intrinsic_dim]}``; default: the stand-ins of
-        :data:`~geoemb.data.synthetic.embedding_table.DEFAULT_ENCODERS`).
+        :data:`~geoemb.synthetic.embedding_table.DEFAULT_ENCODERS`).
     class_names : list, optional
         Names of the labels; default EuroSAT's for 10-class real tables, else ``class<i>``.
     """

@@ -4,7 +4,7 @@ Dataset + LightningDataModule. The layout, encoder formats, split files and the 
 (nodata/NaN masks, dequantisation) are in :mod:`geoemb.data.eurosat_files`; streaming a split
 through pooling is :mod:`geoemb.data.eurosat_pool`; both are re-exported here. Real vs synthetic is
 the DataModule's :class:`~geoemb.data.source.DataSource` (``data.synthetic=true``: a content-keyed
-stand-in written by :mod:`geoemb.data.synthetic.eurosat_embed`).
+stand-in written by :mod:`geoemb.synthetic.eurosat_embed`).
 
 Items/batches: ``image`` (B, D, 64, 64) float32, ``mask`` (B, 64, 64) bool (True = valid),
 ``label`` (B,) long.
@@ -44,7 +44,7 @@ from geoemb.data.eurosat_files import (
 )
 from geoemb.data.eurosat_pool import dataset_summary, iter_batches, pool_dataset
 from geoemb.data.source import DataSource
-from geoemb.data.synthetic import eurosat_embed as synth
+from geoemb.synthetic import eurosat_embed as synth
 from geoemb.errors import DataNotFoundError
 
 __all__ = [
@@ -151,7 +151,7 @@ class EuroSATEmbedDataset(Dataset):
 
 
 def is_synthetic(root: str | os.PathLike) -> bool:
-    """True if ``root`` was written by :mod:`geoemb.data.synthetic.eurosat_embed`."""
+    """True if ``root`` was written by :mod:`geoemb.synthetic.eurosat_embed`."""
     return (Path(root) / synth.MARKER).is_file()
 
 
@@ -179,7 +179,7 @@ class EuroSATEmbedDataModule(SplitDataModule):
         Parent folder of the stand-ins (default ``<root>/../synthetic/eurosat_embed``); never a
         folder holding other data (refused).
     synthetic_kwargs:
-        Arguments of :func:`geoemb.data.synthetic.eurosat_embed.generate` (e.g. ``n_per_class``);
+        Arguments of :func:`geoemb.synthetic.eurosat_embed.generate` (e.g. ``n_per_class``);
         ``encoders`` defaults to ``[encoder]``.
     size:
         Resampled chip side (64, as the reference loader).

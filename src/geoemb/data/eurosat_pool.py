@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from geoemb.data.synthetic.eurosat_embed import MARKER as SYNTHETIC_MARKER
+from geoemb.synthetic.eurosat_embed import MARKER as SYNTHETIC_MARKER
 
 log = logging.getLogger(__name__)
 

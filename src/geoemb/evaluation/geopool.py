@@ -40,7 +40,7 @@ from geoemb.data.eurosat_embed import (
     split_file,
 )
 from geoemb.data.source import DataSource
-from geoemb.data.synthetic.eurosat_embed import generate
+from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import CheckpointError, InputError
 from geoemb.evaluation.base import Evaluator
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, files_digest

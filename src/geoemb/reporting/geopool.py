@@ -264,14 +264,20 @@ def aggregate(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(prog: str = "geoemb geopool") -> argparse.ArgumentParser:
+    """The ``geoemb geopool`` options (also used by the README test)."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("results_dir", help="directory with jobs/*.csv (a geopool run or multirun dir)")
     ap.add_argument("--k", type=int, default=5, help="kNN k shown in the kNN table")
     ap.add_argument(
         "--extra", nargs="*", default=[], help="more results CSVs/globs (learnable heads)"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``geoemb geopool RESULTS_DIR``: print the tables, write the plot; exit status."""
+    args = build_parser().parse_args(argv)
     out = aggregate(args.results_dir, extra=args.extra, k=args.k)
     for probe in ("linear", "knn"):
         print(Path(out[f"{probe}_paths"]["md"]).read_text())

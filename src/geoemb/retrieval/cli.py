@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geoemb.compression import build as build_compressor
-from geoemb.data.synthetic.retrieval_corpus import generate
+from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import GeoembError, InputError, OutputError
 from geoemb.retrieval.build import CorpusBuilder
 from geoemb.retrieval.exemplar import (

@@ -1,6 +1,6 @@
 """Synthetic stand-ins of the raster products, in each product's published layout.
 
-Both start from the census-block scene of :func:`geoemb.data.synthetic.zonal.generate` (blocks
+Both start from the census-block scene of :func:`geoemb.synthetic.zonal.generate` (blocks
 with a latent urbanness, land-cover pixels whose unit-length embeddings carry it, census-like
 attributes) and lay its pixels out as the product publishes them:
 
@@ -29,7 +29,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.sources.aef import (
     AEF_NODATA,
     aef_filename,
@@ -96,7 +96,7 @@ def aef_stand_in(
     """Write the AEF stand-in (layout in the module docstring) into ``root``.
 
     ``n_tiles_*``, ``tile_size``, ``min_block_px``: the census scene (see
-    :func:`geoemb.data.synthetic.zonal.generate`); ``cog_size``/``cog_tile``: the COG geometry
+    :func:`geoemb.synthetic.zonal.generate`); ``cog_size``/``cog_tile``: the COG geometry
     (8192/1024 as published); ``bottom_up``: store the COGs south-up as the Source Cooperative
     mirror does.
     """

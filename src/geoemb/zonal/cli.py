@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoemb.data.synthetic.zonal import generate
+from geoemb.synthetic.zonal import generate
 from geoemb.errors import GeoembError
 from geoemb.reporting.tables import to_markdown
 from geoemb.reporting.zonal import evaluate_file

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geoemb.data.synthetic import earth_surface_water as synth
+from geoemb.synthetic import earth_surface_water as synth
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from geoemb.data.earth_surface_water import (
     scene_name_for,
     truth_name_for,
 )
-from geoemb.data.synthetic.earth_surface_water import write_scene_geotiff
+from geoemb.synthetic.earth_surface_water import write_scene_geotiff
 
 
 def test_truth_name_rule_reference_examples():

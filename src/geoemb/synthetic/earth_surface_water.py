@@ -564,12 +564,3 @@ def generate(
             )
     return root
 
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    if len(sys.argv) != 2:
-        sys.exit(
-            "usage: python -m geoemb.data.synthetic.earth_surface_water OUT_DIR (a new folder)"
-        )
-    print(generate(sys.argv[1]))

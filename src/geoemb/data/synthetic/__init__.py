@@ -1,1 +1,0 @@
-"""geoemb.data.synthetic."""
