@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 
 from geoemb.compression.bitpack import pack_bits
-from geoemb.synthetic.retrieval_corpus import make_embeddings
 from geoemb.reporting.tables import to_markdown
 from geoemb.retrieval import build_index, measure_qps
 from geoemb.retrieval.study import recall_table
+from geoemb.synthetic.retrieval_corpus import make_embeddings
 
 
 def main() -> None:

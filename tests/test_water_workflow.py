@@ -14,8 +14,8 @@ import rasterio
 import torch
 
 from geoemb import tasks
-from geoemb.synthetic.earth_surface_water import write_scene_geotiff, write_sentinel2_scene
 from geoemb.segmentation.module import SegmentationModule
+from geoemb.synthetic.earth_surface_water import write_scene_geotiff, write_sentinel2_scene
 from tests.helpers import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import pytest
 from geoemb.compression.base import Compressor
 from geoemb.compression.study import StudyConfig, evaluate_config
 from geoemb.data.embedding_table import EmbeddingTableSource, load_features
-from geoemb.synthetic.embedding_table import generate, make_table
 from geoemb.errors import DataNotFoundError, InputError
 from geoemb.evaluation.compression import CompressionEvaluator
 from geoemb.probes import ProbeConfig
 from geoemb.run.context import RunContext
+from geoemb.synthetic.embedding_table import generate, make_table
 from geoemb.utils.run_logger import RunLogger
 
 SMALL = {"n_train": 240, "n_test": 90, "seed": 0, "encoders": {"aef": [16, 4], "dino": [40, 6]}}

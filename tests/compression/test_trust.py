@@ -11,11 +11,11 @@ import geoemb.compression.study as cs
 from geoemb.compression import InfeasibleConfigError, build, infeasible_reason
 from geoemb.compression.quantizers import AffineQuantizer, ProductQuantizer
 from geoemb.data.embedding_table import EmbeddingTableSource, load_features
-from geoemb.synthetic.embedding_table import generate
 from geoemb.errors import GeoembError, InputError
 from geoemb.evaluation.compression import CompressionEvaluator
 from geoemb.reporting.compression import aggregate
 from geoemb.run.context import RunContext
+from geoemb.synthetic.embedding_table import generate
 from geoemb.utils.run_logger import RunLogger
 
 

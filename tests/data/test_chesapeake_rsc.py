@@ -21,8 +21,8 @@ from geoemb.data.augment import (
 )
 from geoemb.data.chesapeake_rsc import ChesapeakeRSC, ChesapeakeRSCDataModule, remap_mask
 from geoemb.data.source import MARKER
-from geoemb.synthetic.chesapeake_rsc import MISSING_IDX, generate
 from geoemb.segmentation.losses import DistanceAwareCELoss, distance_weights
+from geoemb.synthetic.chesapeake_rsc import MISSING_IDX, generate
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 
 from geoemb.data.embedding_corpus import EmbeddingCorpusSource
 from geoemb.data.embedding_table import EUROSAT_CLASSES, EmbeddingTableSource, load_features
+from geoemb.errors import DataNotFoundError, InputError
 from geoemb.synthetic.embedding_table import generate as generate_tables
 from geoemb.synthetic.retrieval_corpus import generate as generate_corpus
 from geoemb.synthetic.retrieval_corpus import make_embeddings
-from geoemb.errors import DataNotFoundError, InputError
 
 SMALL = {"n_train": 40, "n_test": 12, "seed": 1}
 

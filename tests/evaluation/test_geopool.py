@@ -8,12 +8,12 @@ import pytest
 import rasterio
 
 from geoemb.data.eurosat_embed import EuroSATEmbedDataModule
-from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import CheckpointError, InputError
 from geoemb.evaluation import geopool as G
 from geoemb.evaluation.geopool import GeoPoolEvaluator
 from geoemb.pooling import features as F
 from geoemb.run.context import RunContext
+from geoemb.synthetic.eurosat_embed import generate
 
 POOL_MANY = F.pool_many
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from geoemb.compression.bitpack import pack_bits
-from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.retrieval.store import CorpusBuilder, iter_parquet_parts
+from geoemb.synthetic.retrieval_corpus import generate
 
 BASE = "http://127.0.0.1"
 

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from geoemb import tasks
-from geoemb.synthetic.earth_surface_water import write_scene_geotiff
 from geoemb.errors import CheckpointError, InputError, UntrustedCheckpointError
 from geoemb.run.allowlist import check_target, check_tree
 from geoemb.run.checkpoints import load_checkpoint, read_checkpoint
+from geoemb.synthetic.earth_surface_water import write_scene_geotiff
 from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.faults

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import geoemb
-from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import InputError, ResumeMismatchError
 from geoemb.retrieval.__main__ import main, run
 from geoemb.retrieval.build import BuildLockedError, CorpusBuilder, CorpusIntegrityError
 from geoemb.retrieval.store import CorpusStore
+from geoemb.synthetic.retrieval_corpus import generate
 
 pytestmark = pytest.mark.faults
 

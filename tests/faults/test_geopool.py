@@ -19,9 +19,9 @@ import rasterio
 import torch
 
 from geoemb.data import eurosat_embed as E
-from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import InputError
 from geoemb.pooling import TRAINING_FREE
+from geoemb.synthetic.eurosat_embed import generate
 
 pytestmark = pytest.mark.faults
 

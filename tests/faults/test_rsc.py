@@ -18,8 +18,8 @@ import rasterio
 import torch
 
 from geoemb.data.chesapeake_rsc import ChesapeakeRSC, ChesapeakeRSCDataModule, remap_mask
-from geoemb.synthetic.chesapeake_rsc import generate
 from geoemb.errors import InputError
+from geoemb.synthetic.chesapeake_rsc import generate
 
 pytestmark = pytest.mark.faults
 

@@ -12,11 +12,11 @@ import torch
 from sklearn.decomposition import PCA
 
 from geoemb.data.eurosat_embed import EuroSATEmbedDataset
-from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import InputError
 from geoemb.pooling import ALL_METHODS, fit_parametric, pool, pool_many
 from geoemb.pooling import features as F
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache
+from geoemb.synthetic.eurosat_embed import generate
 
 CPU = torch.device("cpu")
 

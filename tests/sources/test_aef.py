@@ -17,11 +17,11 @@ import shapely
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from geoemb.synthetic.zonal import generate
 from geoemb.errors import InputError
 from geoemb.sources import raster_source, read_chips
 from geoemb.sources.aef import AEF_BANDS, overview_levels, quantize, write_aef_cog
 from geoemb.sources.stand_ins import aef_stand_in
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal import RasterInputs, zonal_stats
 from geoemb.zonal.decodes import decode_values
 from geoemb.zonal.sources import catalog_from_index

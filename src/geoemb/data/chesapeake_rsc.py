@@ -44,8 +44,8 @@ from torch.utils.data import Dataset
 from geoemb.data.augment import RSCAugmentation
 from geoemb.data.base import SplitDataModule
 from geoemb.data.source import STAND_IN_HINT, DataSource
-from geoemb.synthetic import chesapeake_rsc as synth
 from geoemb.errors import DataNotFoundError, InputError
+from geoemb.synthetic import chesapeake_rsc as synth
 
 __all__ = [
     "ROAD_CODE",

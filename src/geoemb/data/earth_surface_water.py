@@ -55,8 +55,8 @@ from geoemb.data.esw_files import (
 )
 from geoemb.data.esw_stats import STATS_FILE, cached_band_stats, compute_band_stats
 from geoemb.data.source import DataSource
-from geoemb.synthetic import earth_surface_water as synth
 from geoemb.data.transforms import ESW_INDEX_NAMES, ESW_INDICES, SpectralPreprocess
+from geoemb.synthetic import earth_surface_water as synth
 
 __all__ = [
     "BANDS",

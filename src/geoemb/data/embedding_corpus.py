@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from geoemb.data.source import DataSource
-from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import DataNotFoundError, InputError
 from geoemb.retrieval.inputs import read_embeddings
+from geoemb.synthetic.retrieval_corpus import generate
 
 __all__ = ["EmbeddingCorpusSource", "PathDataSource"]
 

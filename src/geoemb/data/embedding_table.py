@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from geoemb.data.embedding_corpus import PathDataSource, check_synthetic_kwargs
-from geoemb.synthetic.embedding_table import DEFAULT_ENCODERS, GENERATOR_VERSION, generate
 from geoemb.errors import DataNotFoundError, InputError
+from geoemb.synthetic.embedding_table import DEFAULT_ENCODERS, GENERATOR_VERSION, generate
 
 __all__ = [
     "EUROSAT_CLASSES",

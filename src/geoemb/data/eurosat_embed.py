@@ -44,8 +44,8 @@ from geoemb.data.eurosat_files import (
 )
 from geoemb.data.eurosat_pool import dataset_summary, iter_batches, pool_dataset
 from geoemb.data.source import DataSource
-from geoemb.synthetic import eurosat_embed as synth
 from geoemb.errors import DataNotFoundError
+from geoemb.synthetic import eurosat_embed as synth
 
 __all__ = [
     "CLASSES",

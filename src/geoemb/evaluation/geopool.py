@@ -40,7 +40,6 @@ from geoemb.data.eurosat_embed import (
     split_file,
 )
 from geoemb.data.source import DataSource
-from geoemb.synthetic.eurosat_embed import generate
 from geoemb.errors import CheckpointError, InputError
 from geoemb.evaluation.base import Evaluator
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, files_digest
@@ -48,6 +47,7 @@ from geoemb.pooling.features import PoolOptions, expand_methods, pool_split
 from geoemb.probes import ProbeConfig, run_probes
 from geoemb.reporting import geopool as report
 from geoemb.run.context import RunContext
+from geoemb.synthetic.eurosat_embed import generate
 
 __all__ = ["RENAMED", "CacheOptions", "GeoPoolEvaluator", "evaluate_head_checkpoint", "probe_rows"]
 

@@ -36,7 +36,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geoemb.compression import build as build_compressor
-from geoemb.synthetic.retrieval_corpus import generate
 from geoemb.errors import GeoembError, InputError, OutputError
 from geoemb.retrieval.build import CorpusBuilder
 from geoemb.retrieval.exemplar import (
@@ -47,6 +46,7 @@ from geoemb.retrieval.exemplar import (
 )
 from geoemb.retrieval.inputs import check_rows, fsl_to_numpy, input_identity, iter_parquet_parts
 from geoemb.retrieval.store import CorpusStore
+from geoemb.synthetic.retrieval_corpus import generate
 
 __all__ = ["build_parser", "dispatch", "main", "run"]
 

@@ -29,7 +29,6 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
-from geoemb.synthetic.zonal import generate
 from geoemb.sources.aef import (
     AEF_NODATA,
     aef_filename,
@@ -40,6 +39,7 @@ from geoemb.sources.aef import (
     write_aef_index,
 )
 from geoemb.sources.tessera import cell_grid, quantize, tile_from_world, write_tessera_tile
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal.decodes import decode_values
 
 __all__ = ["aef_stand_in", "tessera_stand_in"]

@@ -563,4 +563,3 @@ def generate(
                 spec=spec,
             )
     return root
-

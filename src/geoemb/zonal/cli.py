@@ -19,10 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoemb.synthetic.zonal import generate
 from geoemb.errors import GeoembError
 from geoemb.reporting.tables import to_markdown
 from geoemb.reporting.zonal import evaluate_file
+from geoemb.synthetic.zonal import generate
 from geoemb.zonal.params import CensusAnalysis, PoolingSpec, RasterInputs, ZonalFilters
 from geoemb.zonal.pca_rgb import pca_rgb_raster
 from geoemb.zonal.sources import DECODES, DECODINGS

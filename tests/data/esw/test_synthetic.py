@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from geoemb.data import geo_adapter as ga
 from geoemb.data.earth_surface_water import SCENE_REGEX, TRUTH_REGEX, pair_split
 from geoemb.data.source import MARKER
-from geoemb.synthetic import earth_surface_water as synth
 from geoemb.errors import OutputError
+from geoemb.synthetic import earth_surface_water as synth
 
 REPO = Path(__file__).resolve().parents[3]
 
