@@ -439,7 +439,9 @@ def _embeddings(f: Path, name: str, col: pa.Array, start: int, width: int | None
             f"{f}: field {name!r} has width {d}; expected {width} like the other files"
         )
     if values.null_count:
-        raise InputError(f"{f}: field {name!r} has null values inside embeddings (rows {start}..)")
+        j = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{f} row {start + j // d}: field {name!r} has a null value inside its "
+                         "embedding; expected floats")  # fmt: skip
     x = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if len(bad):
