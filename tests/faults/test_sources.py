@@ -252,3 +252,46 @@ def test_build_corpus_bad_table_writes_nothing(tmp_path):
     rc = retrieval_cli(["build-corpus", "--input", str(tmp_path / "in.parquet"), "--out",
                         str(tmp_path / "c2"), "--dim", "4", "--quiet", "--source", "clay"])  # fmt: skip
     assert rc == 2 and not (tmp_path / "c2").exists()
+
+
+# --------------------------------------------------------------------------- chips at labelled points
+
+
+def _label_points(xy, labels, crs="EPSG:32610"):
+    return gpd.GeoDataFrame(
+        {"label": labels}, geometry=gpd.points_from_xy(*np.asarray(xy).T), crs=crs
+    )
+
+
+def test_point_chips_bad_labels_empty_chips_and_decodes(tmp_path):
+    from geoemb.data.eurosat_files import CLASSES
+    from geoemb.sources.points import write_point_chips
+
+    t = str(tile(tmp_path / "t.tif"))
+    src = raster_source("aef", tiles=[t], decode="raw")
+    inside = [(500_105.0, 5_299_895.0), (500_205.0, 5_299_795.0)]  # pixel centres
+    with pytest.raises(InputError, match=r"labels \['Farm'\] are not class names"):
+        write_point_chips(
+            src, _label_points(inside, ["Forest", "Farm"]), tmp_path / "a", classes=CLASSES
+        )
+    far = [*inside, (600_000.0, 5_200_000.0)]
+    with pytest.raises(InputError, match=r"labelled points \[2\] \(of 3\) have no valid pixel"):
+        write_point_chips(
+            src, _label_points(far, ["Forest"] * 3), tmp_path / "b", classes=CLASSES, size=4
+        )
+    decoded = raster_source("aef", tiles=[t])  # aef_power floats, not the int8 codes
+    with pytest.raises(InputError, match=r"read the rasters with a raw decode"):
+        write_point_chips(
+            decoded, _label_points(inside, ["Forest"] * 2), tmp_path / "c", classes=CLASSES, size=4
+        )
+    assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
+    out = write_point_chips(src, _label_points(inside, ["Forest", "River"]), tmp_path / "d",
+                            classes=CLASSES, size=4)  # fmt: skip
+    with (
+        rasterio.open(out / "eurosat-aef" / "River" / "River_1.tif") as ds,
+        rasterio.open(t) as full,
+    ):
+        assert ds.count == 64 and ds.dtypes[0] == "uint8" and ds.nodata == 255
+        r, c = full.index(*inside[1])
+        want = full.read(window=((r - 2, r + 2), (c - 2, c + 2))).astype(int) + 127
+        np.testing.assert_array_equal(ds.read().astype(int), want)

@@ -28,3 +28,32 @@ def test_retrieval_on_table_stand_ins(tmp_path, data, kw):
     assert metrics["test/recall@10/cosine/int8"] > 0.9
     assert metrics["test/recall@10/cosine/binary"] > 10 / metrics["test/n_corpus"] * 3
     assert (tmp_path / "run" / "data_source.txt").read_text().strip() == "synthetic"
+
+
+@pytest.mark.slow
+def test_geopool_on_chips_at_labelled_points(tmp_path):
+    """experiment=geopool data=aef_points on the AEF stand-in: chips at labelled points pooled by
+    two methods; the probes beat the majority class (the labels follow the blocks' urbanness)."""
+    cfg = compose_cfg("eval", ["experiment=geopool", "data=aef_points", "data.synthetic=true",
+                               "data.chip_size=8", "data.raster.synthetic_kwargs.tile_size=64",
+                               "evaluation.methods=[mean,stats]",
+                               "evaluation.progress=false", "evaluation.probe.C=1.0"], tmp_path)  # fmt: skip
+    assert list(cfg.evaluation.encoders) == ["aef"]
+    metrics = evaluate(cfg)
+    chips = next((tmp_path / "data" / "point_chips").glob("*/eurosat-aef"))
+    n = {c.name: len(list(c.glob("*.tif"))) for c in chips.iterdir()}
+    majority = max(n.values()) / sum(n.values())
+    assert metrics["data_source_synthetic"] == 1.0
+    assert metrics["test/linear_acc/standard/aef/mean"] > majority + 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("product", ["aef", "tessera"])
+def test_zonal_stats_on_raster_stand_ins(tmp_path, product):
+    cfg = compose_cfg("eval", ["experiment=zonal_stats", f"data={product}", "data.synthetic=true",
+                               "data.synthetic_kwargs.tile_size=32",
+                               "evaluation.pooling.progress=false"], tmp_path)  # fmt: skip
+    metrics = evaluate(cfg)
+    assert metrics["zonal/polygons_empty"] == 0
+    assert metrics["zonal/urban/acc"] > metrics["zonal/urban/baseline"]
+    assert (tmp_path / "run" / "features.parquet").exists()
