@@ -57,3 +57,33 @@ def test_zonal_stats_on_raster_stand_ins(tmp_path, product):
     assert metrics["zonal/polygons_empty"] == 0
     assert metrics["zonal/urban/acc"] > metrics["zonal/urban/baseline"]
     assert (tmp_path / "run" / "features.parquet").exists()
+
+
+def test_tessera_chips_at_points(tmp_path):
+    """Tessera chips in EuroSAT-Embed's tessera format (uint8 = int8 + 128), through the per-zone
+    mosaics, equal the int8 codes of the tile that holds each pixel."""
+    import glob
+
+    import numpy as np
+    import rasterio
+
+    from geoemb.data.eurosat_files import CLASSES
+    from geoemb.sources import raster_source
+    from geoemb.sources.points import labelled_points_stand_in, write_point_chips
+
+    src = raster_source("tessera", root=tmp_path / "t", synthetic=True, synthetic_root=tmp_path / "s",
+                        decode="tessera_unscaled", synthetic_kwargs={"tile_size": 32},
+                        options={"cache_dir": str(tmp_path / "vrt")})  # fmt: skip
+    pts = labelled_points_stand_in(src.stand_in_polygons(), per_block=1)
+    out = write_point_chips(
+        src, pts, tmp_path / "chips", classes=CLASSES, size=8, encoder="tessera"
+    )
+    files = sorted(glob.glob(str(out / "eurosat-tessera" / "*" / "*.tif")))
+    assert len(files) == len(pts)
+    with rasterio.open(files[0]) as ds:
+        a = ds.read().astype(int)
+        x, y = ds.xy(4, 4)  # the point's pixel (size // 2)
+    with rasterio.open(src.resolve().tiles[0]) as m:
+        r, c = m.index(x, y)
+        want = m.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].astype(int)
+    assert ds.count == 128 and np.array_equal(a[:, 4, 4] - 128, want)

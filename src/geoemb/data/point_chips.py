@@ -44,6 +44,17 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
+def _identity(path: str, sha: bool = False) -> list:
+    """What identifies an input file in the chip folder's key: path, size, mtime (or its SHA-256);
+    a URL by itself."""
+    if not os.path.exists(path):
+        return [path]
+    if sha:
+        return [path, _sha(Path(path))]
+    st = os.stat(path)
+    return [path, st.st_size, st.st_mtime_ns]
+
+
 @dataclasses.dataclass
 class PointChipsSource(DataSource):
     """A :class:`DataSource` whose folder is derived: chips of ``rasters`` at ``points``."""
@@ -54,13 +65,13 @@ class PointChipsSource(DataSource):
 
     def resolve(self) -> Path:
         inputs = self.rasters.resolve()  # real rasters checked, or the stand-in generated
-        if inputs.tile_index is not None and not isinstance(inputs.tile_index, str | os.PathLike):
-            raise DataNotFoundError("point chips need a tile index file or a list of tiles")
-        if inputs.tile_index is not None:
-            tiles = {"index": str(inputs.tile_index), "sha256": _sha(Path(inputs.tile_index))}
-        else:
-            tiles = {"tiles": [[str(t), os.stat(t).st_size, os.stat(t).st_mtime_ns]
-                               if os.path.exists(str(t)) else [str(t)] for t in inputs.tiles]}  # fmt: skip
+        ti = inputs.tile_index
+        if ti is None:
+            tiles = {"tiles": [_identity(str(t)) for t in inputs.tiles]}
+        elif isinstance(ti, str | os.PathLike):
+            tiles = {"index": _identity(str(ti), sha=True)}
+        else:  # a catalogue (index filtered / hrefs rewritten): the tiles it names
+            tiles = {"catalogue": [_identity(str(t)) for t in sorted(map(str, ti["path"]))]}
         if self.points is None:
             if not self.rasters.synthetic:
                 raise DataNotFoundError(
@@ -68,7 +79,7 @@ class PointChipsSource(DataSource):
                     f"a {self.options['label_column']!r} column of EuroSAT class names, or run on the "
                     "stand-in: data.raster.synthetic=true"
                 )
-            poly = Path(inputs.tile_index).parent / "blocks.gpkg"
+            poly = Path(self.rasters.stand_in_polygons())
             pts_id = {"stand_in": str(poly), "sha256": _sha(poly)}
         else:
             if not Path(self.points).is_file():
