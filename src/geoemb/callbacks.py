@@ -156,8 +156,26 @@ class RunMetadata(Callback):
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        self._run: tuple[Trainer, LightningModule] | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._run = (trainer, pl_module)
 
     def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.fill(trainer, pl_module, checkpoint)
+
+    def complete(self, checkpoint: dict[str, Any]) -> None:
+        """Fill a checkpoint Lightning saved without calling callbacks (``save_weights_only``).
+
+        Called by :class:`~geoemb.run.checkpoints.SafeCheckpointIO` before every write, so a
+        weights-only checkpoint still loads with ``weights_only=True`` and still rebuilds its run.
+        """
+        if "geoemb" not in checkpoint and self._run is not None:
+            self.fill(*self._run, checkpoint)
+
+    def fill(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         cls = type(pl_module)

@@ -36,7 +36,7 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     "retrieval": Tool(
         "geoemb.retrieval.cli:main",
-        "binary corpus: synth, build-corpus, query, exemplar, export (TerraBit)",
+        "binary corpus: synth, build-corpus, query, exemplar, bench (TerraBit)",
     ),
     "zonal": Tool(
         "geoemb.zonal.cli:main",

@@ -100,11 +100,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.get("logger"), run_name(cfg), tags, wandb_id=resume_meta.get("wandb_id")
     )
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks = ensure_last_epoch_checkpoint(callbacks) + [RunMetadata(resolved), ResumeState()]
+    metadata = RunMetadata(resolved)
+    callbacks = ensure_last_epoch_checkpoint(callbacks) + [metadata, ResumeState()]
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
     safe_io = install_safe_io(trainer, trust_checkpoint=trust)
+    safe_io.before_save = metadata.complete
     if resume_ckpt is not None:
         safe_io.preload(cfg.ckpt_path, resume_ckpt)  # Lightning reuses it: one read of the file
         del resume_ckpt, resume_hp

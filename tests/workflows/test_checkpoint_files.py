@@ -1,6 +1,7 @@
 """What a training run keeps on disk (conf/callbacks/model_checkpoint.yaml): the best epoch and
 ``last.ckpt`` (= the final epoch, full state for resuming) and nothing else; a sweep's knob
-``save_top_k=0`` keeps neither."""
+``save_top_k=0`` keeps neither; an Optuna sweep keeps each trial's best weights only, and they
+still evaluate."""
 
 from __future__ import annotations
 
@@ -53,3 +54,25 @@ def test_sweep_knob_keeps_no_checkpoint(tmp_path, data_dir):
     tasks.train(compose_cfg("train", over, tmp_path, data_dir))
     folder = tmp_path / "run" / "checkpoints"
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_optuna_sweep_keeps_best_weights_only_and_they_evaluate(tmp_path, data_dir):
+    cfg = compose_cfg("train", [*FAST, "hparams_search=water_seg_optuna"], tmp_path, data_dir)
+    assert cfg.callbacks.model_checkpoint.save_weights_only is True
+    assert cfg.callbacks.last_checkpoint.save_top_k == 0
+    # the same two knobs on a plain run (a multirun's sweeper is not started by tasks.train)
+    over = [
+        *FAST,
+        "callbacks.model_checkpoint.save_weights_only=true",
+        "callbacks.last_checkpoint.save_top_k=0",
+    ]
+    tasks.train(compose_cfg("train", over, tmp_path, data_dir))
+    (best,) = (tmp_path / "run" / "checkpoints").iterdir()
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert best.name.startswith("epoch_") and "optimizer_states" not in ckpt
+    full = 4 * sum(v.numel() for v in ckpt["state_dict"].values())
+    assert best.stat().st_size < 1.5 * full + 200_000  # weights (+ configs), no optimizer slots
+    ev = compose_cfg("eval", [f"ckpt_path={best}", "logger=csv"], tmp_path / "ev", data_dir)
+    metrics = tasks.evaluate(ev)
+    assert any(k.startswith("test/") for k in metrics)

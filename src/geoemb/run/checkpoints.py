@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.trust_checkpoint = bool(trust_checkpoint)
         self._preloaded: dict[str, dict[str, Any]] = {}
+        #: called with each checkpoint dict before it is written (the run's metadata callback
+        #: completes checkpoints that Lightning saved without calling callbacks: weights-only ones)
+        self.before_save: Callable[[dict[str, Any]], None] | None = None
 
     def preload(self, path: str | os.PathLike, ckpt: dict[str, Any]) -> None:
         """Hand over a checkpoint dict already read (and verified) for ``path`` (used once)."""
@@ -290,6 +294,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
         A run killed while saving keeps its previous ``last.ckpt`` intact instead of a truncated one.
         """
+        if self.before_save is not None:
+            self.before_save(checkpoint)
         if storage_options is not None or "://" in os.fspath(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         from geoemb.utils.io import atomic_path
