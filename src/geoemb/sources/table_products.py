@@ -38,8 +38,8 @@ CLAY = TableProduct(
     download_hint=(
         "Clay v1.5 (LGND, public, no credentials): aws s3 sync --no-sign-request "
         "s3://us-west-2.opendata.source.coop/clay/lgnd-clay-v1-5-sentinel-2-l2a/ <data.path>; "
-        "Clay v0: https://source.coop/clay/clay-model-v0-embeddings. Point data.path at the "
-        "downloaded folder (Hive partitions are found recursively)."
+        "Clay v0: https://source.coop/clay/clay-model-v0-embeddings. Point data.path at one "
+        "product folder of the download (Hive partitions are found recursively)."
     ),
 )
 
