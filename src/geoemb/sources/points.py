@@ -141,7 +141,8 @@ def labelled_points_stand_in(polygons: str | os.PathLike, classes: tuple[str, st
     labelled ``classes[0]`` for urban blocks (``UR20 == "U"``) and ``classes[1]`` otherwise
     (blocks with ``ALAND20`` of 0 or over 25 km² are skipped, as the census study does)."""
     blocks = gpd.read_file(polygons)
-    blocks = blocks[blocks["ALAND20"].between(1, 25e6)]  # the study's filter (drops off-scene blocks)
+    # the study's filter (drops the off-scene block)
+    blocks = blocks[blocks["ALAND20"].between(1, 25e6)]
     rng = np.random.default_rng(seed)
     pts = blocks.geometry.sample_points(per_block, rng=rng).explode(index_parts=False)
     lab = np.where(blocks.loc[pts.index, "UR20"].to_numpy() == "U", classes[0], classes[1])
