@@ -125,3 +125,173 @@ def test_truncated_cog_and_bad_points(tmp_path):
         read_chips(src, gpd.GeoSeries([shapely.box(0, 0, 1, 1)], crs=4326), 4)
     with pytest.raises(InputError, match="size must be >= 1"):
         read_chips(src, np.zeros((1, 2)), 0)
+
+
+# --------------------------------------------------------------------------- embedding tables
+
+
+def _clay_rows(n=6, d=4, seed=0, **extra):
+    rng = np.random.default_rng(seed)
+    boxes = [shapely.box(i, 0, i + 0.1, 0.1) for i in range(n)]
+    cols = {
+        "chips_id": [f"c{seed}-{i}" for i in range(n)],
+        "embedding": list(rng.normal(size=(n, d))),
+    }
+    cols.update(extra)
+    return gpd.GeoDataFrame(cols, geometry=boxes, crs="OGC:CRS84")
+
+
+def _write(gdf, path):
+    gdf.to_parquet(path)
+    return path
+
+
+def _raises(path, match, product="clay", **kw):
+    from geoemb.sources import table_source
+
+    with pytest.raises(InputError, match=match) as e:
+        table_source(product, path=path, **kw).read()
+    return str(e.value)
+
+
+def test_table_missing_embedding_column(tmp_path):
+    _clay_rows().drop(columns="embedding").to_parquet(tmp_path / "a.parquet")
+    msg = _raises(tmp_path, r"no embedding column 'embedding' or 'embeddings'")
+    assert str(tmp_path / "a.parquet") in msg
+
+
+def test_table_ragged_list_column(tmp_path):
+    g = _clay_rows()
+    g["embedding"] = [np.ones(4)] * 3 + [np.ones(3)] + [np.ones(4)] * 2
+    g.to_parquet(tmp_path / "a.parquet")
+    msg = _raises(tmp_path, r"row 3: field 'embedding' has 3 values; expected 4")
+    assert "a.parquet" in msg
+
+
+def test_table_non_float_and_nan_embeddings(tmp_path):
+    g = _clay_rows()
+    g["embedding"] = [["a", "b"]] * 6
+    g.to_parquet(tmp_path / "s.parquet")
+    _raises(tmp_path / "s.parquet", r"field 'embedding' is list<element: string>; expected a list")
+    x = np.ones((6, 4))
+    x[2, 1] = np.nan
+    t = pq.read_table(_write(_clay_rows().drop(columns="embedding"), tmp_path / "n.parquet"))
+    pq.write_table(
+        t.append_column("embedding", pa.FixedSizeListArray.from_arrays(x.ravel(), 4)),
+        tmp_path / "n.parquet",
+    )  # a real NaN (pandas would turn it into a null)
+    _raises(tmp_path / "n.parquet", r"n.parquet row 2: field 'embedding' has NaN/inf")
+    g = _clay_rows()
+    g.loc[3, "embedding"][1] = np.nan  # pandas -> pyarrow: a null inside the list
+    g.to_parquet(tmp_path / "m.parquet")
+    _raises(tmp_path / "m.parquet", r"m.parquet row 3: field 'embedding' has a null value")
+
+
+def test_table_geometry_without_crs(tmp_path):
+    g = _clay_rows()
+    pq.write_table(
+        pa.Table.from_pandas(g.to_wkb(), preserve_index=False), tmp_path / "plain.parquet"
+    )
+    _raises(
+        tmp_path / "plain.parquet", r"field 'geometry' has no CRS: the file has no GeoParquet 'geo'"
+    )
+    g.set_crs(None, allow_override=True).to_parquet(tmp_path / "null.parquet")
+    _raises(tmp_path / "null.parquet", r"field 'geometry' has no CRS \('crs': null")
+
+
+def test_table_partition_with_another_schema(tmp_path):
+    a, b = tmp_path / "geohash_l2=u0" / "year=2024", tmp_path / "geohash_l2=u1" / "year=2024"
+    a.mkdir(parents=True), b.mkdir(parents=True)
+    _clay_rows().to_parquet(a / "p.parquet")
+    g = _clay_rows(seed=1)
+    g["embedding"] = [
+        np.asarray(v, np.float32) for v in g["embedding"]
+    ]  # list<float> vs list<double>
+    g.to_parquet(b / "p.parquet")
+    msg = _raises(
+        tmp_path, r"field 'embedding' is list<element: float> here but list<element: double>"
+    )
+    assert str(b / "p.parquet") in msg and str(a / "p.parquet") in msg
+    (b / "p.parquet").unlink()
+    other = tmp_path / "geohash_l2=u2"
+    other.mkdir()
+    _clay_rows(seed=2).to_parquet(other / "p.parquet")
+    _raises(tmp_path, r"Hive partition keys \['geohash_l2'\] differ from \['geohash_l2', 'year'\]")
+
+
+def test_table_truncated_file_and_duplicate_ids(tmp_path):
+    _clay_rows().to_parquet(tmp_path / "a.parquet")
+    data = (tmp_path / "a.parquet").read_bytes()
+    (tmp_path / "b.parquet").write_bytes(data[: len(data) // 2])
+    _raises(tmp_path, r"b.parquet: cannot read it as Parquet")
+    (tmp_path / "b.parquet").unlink()
+    _clay_rows().to_parquet(tmp_path / "c.parquet")  # same chips_id values again
+    msg = _raises(tmp_path, r"id -?\d+ appears at rows \[\d, \d+\].*'chips_id'")
+    a, b = map(int, msg.split("rows [")[1].split("]")[0].split(", "))
+    assert b - a == 6
+
+
+def test_table_null_or_empty_geometry(tmp_path):
+    g = _clay_rows()
+    g.loc[4, "geometry"] = shapely.Polygon()
+    g.to_parquet(tmp_path / "e.parquet")
+    _raises(tmp_path / "e.parquet", r"e.parquet row 4: field 'geometry' is an empty geometry")
+
+
+def test_build_corpus_bad_table_writes_nothing(tmp_path):
+    from geoemb.retrieval.cli import run as retrieval_cli
+
+    g = _clay_rows()
+    g["embedding"] = [np.ones(4)] * 5 + [np.ones(5)]
+    g.to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "corpus"
+    rc = retrieval_cli(["build-corpus", "--input", str(tmp_path / "in.parquet"), "--out", str(out),
+                        "--dim", "4", "--quiet", "--source", "clay"])  # fmt: skip
+    assert rc == 2 and not (out / "manifest.parquet").exists()
+    _clay_rows().drop(columns="embedding").to_parquet(tmp_path / "in.parquet")
+    rc = retrieval_cli(["build-corpus", "--input", str(tmp_path / "in.parquet"), "--out",
+                        str(tmp_path / "c2"), "--dim", "4", "--quiet", "--source", "clay"])  # fmt: skip
+    assert rc == 2 and not (tmp_path / "c2").exists()
+
+
+# --------------------------------------------------------------------------- chips at labelled points
+
+
+def _label_points(xy, labels, crs="EPSG:32610"):
+    return gpd.GeoDataFrame(
+        {"label": labels}, geometry=gpd.points_from_xy(*np.asarray(xy).T), crs=crs
+    )
+
+
+def test_point_chips_bad_labels_empty_chips_and_decodes(tmp_path):
+    from geoemb.data.eurosat_files import CLASSES
+    from geoemb.sources.points import write_point_chips
+
+    t = str(tile(tmp_path / "t.tif"))
+    src = raster_source("aef", tiles=[t], decode="raw")
+    inside = [(500_105.0, 5_299_895.0), (500_205.0, 5_299_795.0)]  # pixel centres
+    with pytest.raises(InputError, match=r"labels \['Farm'\] are not class names"):
+        write_point_chips(
+            src, _label_points(inside, ["Forest", "Farm"]), tmp_path / "a", classes=CLASSES
+        )
+    far = [*inside, (600_000.0, 5_200_000.0)]
+    with pytest.raises(InputError, match=r"labelled points \[2\] \(of 3\) have no valid pixel"):
+        write_point_chips(
+            src, _label_points(far, ["Forest"] * 3), tmp_path / "b", classes=CLASSES, size=4
+        )
+    decoded = raster_source("aef", tiles=[t])  # aef_power floats, not the int8 codes
+    with pytest.raises(InputError, match=r"read the rasters with a raw decode"):
+        write_point_chips(
+            decoded, _label_points(inside, ["Forest"] * 2), tmp_path / "c", classes=CLASSES, size=4
+        )
+    assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
+    out = write_point_chips(src, _label_points(inside, ["Forest", "River"]), tmp_path / "d",
+                            classes=CLASSES, size=4)  # fmt: skip
+    with (
+        rasterio.open(out / "eurosat-aef" / "River" / "River_1.tif") as ds,
+        rasterio.open(t) as full,
+    ):
+        assert ds.count == 64 and ds.dtypes[0] == "uint8" and ds.nodata == 255
+        r, c = full.index(*inside[1])
+        want = full.read(window=((r - 2, r + 2), (c - 2, c + 2))).astype(int) + 127
+        np.testing.assert_array_equal(ds.read().astype(int), want)

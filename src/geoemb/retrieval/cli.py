@@ -44,7 +44,15 @@ from geoemb.retrieval.exemplar import (
     score_raster,
     write_score_raster,
 )
-from geoemb.retrieval.inputs import check_rows, fsl_to_numpy, input_identity, iter_parquet_parts
+from geoemb.retrieval.inputs import (
+    check_rows,
+    fsl_to_numpy,
+    input_identity,
+    iter_parquet_parts,
+    table_input,
+    table_parts,
+    table_width,
+)
 from geoemb.retrieval.store import CorpusStore
 from geoemb.synthetic.retrieval_corpus import generate
 
@@ -129,8 +137,11 @@ def cmd_build(a: argparse.Namespace) -> None:
                         ("--dim", a.dim, 1), ("--fit-rows", a.fit_rows, 1)):  # fmt: skip
         if v < lo:
             raise InputError(f"build-corpus: {name} must be >= {lo}, got {v}")
-    paths = _input_files(a.input)
+    table = table_input(a.input, a.source, a.embedding_column)
+    paths = [str(f) for f in table.files] if table else _input_files(a.input)
     out = Path(a.out).resolve()
+    if table is not None and Path(a.input).is_dir() and out.is_relative_to(Path(a.input).resolve()):
+        raise OutputError(f"build-corpus: --out {a.out} is inside the input table {a.input}")
     for f in paths:
         if out == Path(f).resolve().parent:  # its manifest.parquet would become an input
             raise OutputError(
@@ -139,19 +150,30 @@ def cmd_build(a: argparse.Namespace) -> None:
             )
     # every input's footer is read (truncated files fail here, before any work) and identified
     inputs = [input_identity(p) for p in paths]
-    for f in paths:
+    if table is not None:  # every footer checked (schema, CRS, partitions) before any work
+        width = table_width(table)
+        if a.quantizer == "binary" and width != a.dim:
+            raise InputError(f"{a.input}: embeddings have width {width} but --dim {a.dim} needs "
+                             f"{a.dim} (binary codes have one bit per embedding dimension)")  # fmt: skip
+    for f in paths if table is None else ():
         _check_width(f, a.dim, a.quantizer)
     total_rows = sum(d["rows"] for d in inputs)
     source = {"inputs": inputs, "batch_rows": int(a.batch_rows), "embedding_column": "embedding",
               "quantizer": a.quantizer}  # fmt: skip
+    if table is not None:
+        source.update(table=table.product.name, embedding_column=table.check()["embedding"])
     if a.quantizer != "binary":
         source["fit_rows"] = int(a.fit_rows)
     encoder, quant = None, {"method": "binary", "threshold": 0.0, "bits": 1}
     if a.quantizer != "binary":
         comp = build_compressor(a.quantizer)
-        sample = fsl_to_numpy(
-            pq.read_table(paths[0], columns=["embedding"])["embedding"], np.float32
-        )[: a.fit_rows]
+        sample = (
+            table.sample(a.fit_rows)
+            if table is not None
+            else fsl_to_numpy(
+                pq.read_table(paths[0], columns=["embedding"])["embedding"], np.float32
+            )[: a.fit_rows]
+        )
         check_rows({"embedding": sample, "lon": [], "lat": []},
                    lambda i: f"{paths[0]} row {i} (quantizer fit sample)")  # fmt: skip
         comp.fit(sample)
@@ -162,7 +184,9 @@ def cmd_build(a: argparse.Namespace) -> None:
                             max_rows_per_shard=a.max_rows, quantization=quant,
                             model=json.loads(a.model), encoder=encoder, source=source)  # fmt: skip
     manifest = builder.build(
-        iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
+        table_parts(table, a.batch_rows, with_input=True)
+        if table is not None
+        else iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
         progress=not a.quiet,
         expected_rows=total_rows,
     )
@@ -260,6 +284,10 @@ def build_parser(
 
     p = sub.add_parser("build-corpus", help="quantize + shard a float corpus into geohash Parquet")
     p.add_argument("--input", required=True, help="directory or glob of input Parquet files")
+    p.add_argument("--source", default="auto",
+                   help="input layout: auto | corpus (id, lon, lat, embedding) | clay | majortom | "
+                        "geoparquet (geoemb.sources.TABLES)")  # fmt: skip
+    p.add_argument("--embedding-column", default=None, help="embedding column of a table input")
     p.add_argument("--out", required=True)
     p.add_argument("--dim", type=int, required=True, help="code bits (= embedding dim for binary)")
     p.add_argument("--precision", type=int, default=3, help="geohash precision of the partitions")

@@ -289,3 +289,69 @@ def read_embeddings(path: str | os.PathLike, column: str = "embedding",
                 "numpy.save (.npy)"
             )
     return check_embeddings(x, source)
+
+
+# --------------------------------------------------------------------------- embedding tables
+
+
+def table_input(spec: str, source: str = "auto", embedding_column: str | None = None):
+    """The :class:`~geoemb.sources.tables.EmbeddingTable` behind ``build-corpus --input`` when it
+    is an embedding-table product (Clay, Major TOM, any GeoParquet), or ``None`` for the corpus
+    layout (``id, lon, lat`` + ``embedding``/``code`` FixedSizeList) that
+    :func:`iter_parquet_parts` reads.
+
+    ``source="auto"`` looks at the first file: ``id, lon, lat`` + a FixedSizeList embedding/code
+    column ⇒ corpus layout; ``unique_id`` + ``centre_lon/centre_lat`` ⇒ ``majortom``; an
+    ``embedding``/``embeddings`` column with a ``geometry`` ⇒ ``clay``; else ``geoparquet``.
+    """
+    from geoemb.sources import TABLES, table_source
+    from geoemb.sources.table_products import GEOPARQUET
+    from geoemb.sources.tables import EmbeddingTable
+
+    if source == "corpus":
+        return None
+    if source != "auto":
+        if source not in TABLES:
+            TABLES.get(source)  # raises, listing the valid names
+        return table_source(source, path=spec, embedding_column=embedding_column)
+    p = Path(spec)
+    if not p.exists():
+        return None  # a glob or a missing path: the corpus-layout reader reports it
+    first = EmbeddingTable(GEOPARQUET, p).files[0]
+    try:
+        schema = pq.read_schema(first)
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(f"cannot read input Parquet file {first}: {e}") from e
+    names = set(schema.names)
+    col = embedding_column or "embedding"
+    if (
+        {"id", "lon", "lat"} <= names
+        and (
+            ("code" in names and pa.types.is_fixed_size_list(schema.field("code").type))
+            or (col in names and pa.types.is_fixed_size_list(schema.field(col).type))
+        )
+        and (p.is_file() or first.parent == p)
+    ):
+        return None
+    if {"unique_id", "centre_lon", "centre_lat"} <= names:
+        product = "majortom"
+    elif (
+        names & {"embedding", "embeddings"} and "geometry" in names and not {"lon", "lat"} <= names
+    ):
+        product = "clay"
+    else:
+        product = "geoparquet"
+    return table_source(product, path=spec, embedding_column=embedding_column)
+
+
+def table_parts(table, batch_rows: int = 65536, with_input: bool = False) -> Iterator[tuple]:
+    """:func:`iter_parquet_parts` for an embedding table: numbered parts with ``id, lon, lat,
+    bbox, embedding`` (and the WKB footprint as ``geometry`` when it is lon/lat)."""
+    for part, (batch, origin) in enumerate(table.iter_batches(batch_rows)):
+        yield (part, batch, origin) if with_input else (part, batch)
+
+
+def table_width(table) -> int:
+    """The embedding width of a table (from the footer, or its first row)."""
+    width = table.check()["width"]
+    return int(width) if width is not None else int(table.sample(1).shape[1])
