@@ -9,6 +9,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from geoemb.run.renamed import check_renamed
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -17,8 +19,15 @@ def compose_cfg(
     overrides: list[str],
     tmp_path: Path | None = None,
     data_dir: Path | None = None,
+    *,
+    tombstones: bool = False,
 ) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with ``overrides``; run dir under ``tmp_path``."""
+    """Compose ``conf/<config_name>.yaml`` with ``overrides``; run dir under ``tmp_path``.
+
+    Like every task, it then refuses a renamed key that is set and drops the ``null`` tombstones
+    (:func:`geoemb.run.renamed.check_renamed`), so ``cfg.evaluation`` instantiates as in a run;
+    ``tombstones=True`` returns the composed config as Hydra hands it to the task (no check).
+    """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
@@ -32,6 +41,8 @@ def compose_cfg(
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    if not tombstones:
+        check_renamed(cfg)
     return cfg
 
 

@@ -140,21 +140,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- evaluate
-def _trust_kwargs(cfg: DictConfig, node: DictConfig) -> dict[str, bool]:
-    """``{"trust_checkpoint": ...}`` for an evaluator that reads checkpoints (takes the argument)."""
-    import inspect
-
-    if "trust_checkpoint" in node:
-        return {}
-    try:
-        params = inspect.signature(hydra.utils.get_class(str(node._target_))).parameters
-    except Exception:  # noqa: BLE001 - let instantiate report a bad target
-        return {}
-    if "trust_checkpoint" in params:
-        return {"trust_checkpoint": bool(cfg.get("trust_checkpoint", False))}
-    return {}
-
-
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run ``cfg.evaluation`` (an :class:`~geoemb.evaluation.base.Evaluator`), or test a checkpoint.
@@ -168,9 +153,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tags = data_tags(cfg)
 
     if cfg.get("evaluation") is not None:
-        evaluator = hydra.utils.instantiate(
-            cfg.evaluation, _convert_="partial", **_trust_kwargs(cfg, cfg.evaluation)
-        )
+        evaluator = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
         wb = cfg.get("logger") or {}
         wb_cfg = wb.get("wandb") if isinstance(wb, DictConfig) else None
         logger = RunLogger.create(
@@ -183,12 +166,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             tags=tags,
         )
         try:
-            import inspect
-
-            if "ctx" in inspect.signature(evaluator.run).parameters:  # new protocol (issue 11)
-                metrics = evaluator.run(RunContext.from_config(cfg, out, logger))
-            else:  # transitional: evaluators not yet moved to run(ctx)
-                metrics = evaluator.run(output_dir=out, logger=logger)
+            metrics = evaluator.run(RunContext.from_config(cfg, out, logger))
         finally:
             logger.finish()
         log.info("metrics: %s", metrics)

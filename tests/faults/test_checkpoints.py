@@ -310,9 +310,7 @@ def test_trust_flag_reaches_checkpoint_evaluators(tmp_path):
         cfg = compose_cfg(
             "eval", [f"experiment={experiment}", "ckpt_path=x.ckpt", "trust_checkpoint=true"]
         )
-        evaluator = hydra.utils.instantiate(
-            cfg.evaluation, _convert_="partial", **tasks._trust_kwargs(cfg, cfg.evaluation)
-        )
+        evaluator = hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
         assert not hasattr(evaluator, "trust_checkpoint")
         ctx = RunContext.from_config(cfg, tmp_path / experiment, RunLogger(None))
         assert ctx.trust_checkpoint is True

@@ -189,24 +189,28 @@ def test_two_train_runs_started_in_the_same_second(tmp_path):
 def test_two_sweeps_started_in_the_same_second(tmp_path):
     """Same-second multiruns (joblib and basic launcher) get separate sweep dirs; all jobs of one
     sweep share its sweep dir (the GeoPool results of both jobs land in it)."""
-    from geoemb.synthetic.eurosat_embed import generate
+    import hydra
+
+    from tests.helpers import compose_cfg
 
     data = tmp_path / "data"
-    generate(data / "synthetic" / "eurosat_embed", n_per_class=5, encoders=("aef",), size=16)
     logs = tmp_path / "logs"
     args = [
         "-m",
         "experiment=geopool",
-        "evaluation.synthetic=true",
-        "evaluation.synthetic_kwargs.n_per_class=5",
+        "data.synthetic=true",
+        "data.synthetic_kwargs.n_per_class=5",
         "evaluation.encoders=[aef]",
         "evaluation.methods=[mean],[max]",
-        "evaluation.linear=false",
+        "evaluation.probe.linear=false",
         "evaluation.split_types=[standard]",
         "evaluation.progress=false",
         "logger=csv",
         f"paths.data_dir={data}",
     ]
+    one = [a.split(",")[0] for a in args[1:]]  # the stand-in every job reads, generated up front
+    cfg = compose_cfg("eval", one, tmp_path / "gen", data)
+    hydra.utils.instantiate(cfg.evaluation, _convert_="partial").source.resolve()
     launchers = [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []]
     procs = [start_entry("evaluate.py", [*args, *la], entry_env(logs)) for la in launchers]
     outs = [p.communicate(timeout=900)[0] for p in procs]
@@ -286,12 +290,12 @@ def test_workflows_run_without_network(no_network, tmp_path):
         "eval",
         [
             "experiment=geopool",
-            "evaluation.synthetic=true",
-            "evaluation.synthetic_kwargs.n_per_class=5",
-            "+evaluation.synthetic_kwargs.size=16",
+            "data.synthetic=true",
+            "data.synthetic_kwargs.n_per_class=5",
+            "+data.synthetic_kwargs.size=16",
             "evaluation.encoders=[aef]",
             "evaluation.methods=[mean]",
-            "evaluation.linear=false",
+            "evaluation.probe.linear=false",
             "evaluation.split_types=[standard]",
             "evaluation.progress=false",
             "logger=csv",

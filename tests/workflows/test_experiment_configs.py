@@ -4,8 +4,8 @@
 ``rsc_unet_r18`` (issue 11: they were near-copies). Each must compose to its parent's config with
 only the intended keys changed — the head/net, ``experiment_name`` and ``tags``. (When the files were
 rewritten, all nine training experiments were also checked against a snapshot of the copies'
-composed configs: identical.) The evaluator experiments keep every old key as a ``null``
-tombstone whose :data:`RENAMED` entry names a key that exists.
+composed configs: identical.) The evaluators' renamed-key tombstones are checked in
+``tests/run/test_renamed.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from geoemb.evaluation import geopool, rsc_analysis
 from tests.helpers import compose_cfg
 
 CHILDREN = {
@@ -52,20 +51,3 @@ def test_inheriting_files_set_only_what_differs():
                  if not ln.lstrip().startswith("#")]  # fmt: skip
         assert f"  - {parent}" in lines, name
         assert not any(ln.startswith(("trainer:", "monitor", "model:", "data:")) for ln in lines)
-
-
-@pytest.mark.parametrize("name, module", [("geopool", geopool), ("rsc_analysis", rsc_analysis)])
-def test_evaluator_tombstones_name_existing_keys(name, module):
-    cfg = _compose("eval", [f"experiment={name}"])
-    ev = cfg["evaluation"]
-    for old, new in module.RENAMED.items():
-        if old in ev:
-            assert ev[old] is None, old  # a tombstone never carries a value
-        target = new.split("=")[0].split(" ")[0]
-        if target.startswith("evaluation."):
-            node = cfg
-            for p in target.split("."):
-                assert p in node, (old, target)
-                node = node[p]
-        elif target.startswith("data.") and name == "geopool":
-            assert target.split(".")[1] in cfg["data"], (old, target)

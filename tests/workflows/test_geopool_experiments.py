@@ -12,8 +12,12 @@ REPO = Path(__file__).resolve().parents[2]
 def _compose(config_name, overrides):
     from hydra import compose, initialize_config_dir
 
+    from geoemb.run.renamed import check_renamed
+
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name, overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    check_renamed(cfg)  # as every task does first
+    return cfg
 
 
 @pytest.mark.skipif(not (REPO / "conf" / "train.yaml").is_file(), reason="no conf/train.yaml")
@@ -57,11 +61,10 @@ def test_compose_geopool_experiment(tmp_path):
      ("evaluation.device=cpu", "device")],
 )  # fmt: skip
 def test_old_spellings_name_the_new_one(override, new, tmp_path):
-    import hydra
+    from geoemb.errors import InputError
 
-    cfg = _compose("eval", ["experiment=geopool", override, f"paths.data_dir={tmp_path}"])
-    with pytest.raises(Exception, match=rf"was renamed: use {new}"):
-        hydra.utils.instantiate(cfg.evaluation, _convert_="partial")
+    with pytest.raises(InputError, match=rf"was renamed: use {new}"):
+        _compose("eval", ["experiment=geopool", override, f"paths.data_dir={tmp_path}"])
 
 
 @pytest.mark.slow

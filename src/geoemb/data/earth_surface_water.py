@@ -214,6 +214,13 @@ class EarthSurfaceWaterDataModule(SourcedDataModule):
 
     Batches: ``{"image": (B, 6, H, W) float32 raw DN, "mask": (B, H, W) long {0, 1},
     "valid_fraction": (B,) float32}``.
+
+    Why 16 parameters (over the ~12 rule): each is a flat ``data.*`` key of the tutorial recipe
+    that users and the docs set on the command line (``data.patch_size=128``,
+    ``data.train_length``…) and that checkpoints store in their saved hyper-parameters; grouping
+    them into parameter objects would rename those keys and break ``evaluate.py ckpt_path=…`` on
+    existing checkpoints. The data-source bag (``synthetic*``/``root``) is already one
+    :class:`~geoemb.data.source.DataSource`.
     """
 
     num_classes = 2

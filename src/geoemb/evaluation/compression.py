@@ -29,32 +29,7 @@ from geoemb.reporting.compression import aggregate, main
 from geoemb.run.context import RunContext
 from geoemb.utils.io import atomic_write_text
 
-__all__ = ["RENAMED", "CompressionEvaluator", "main"]
-
-#: Old ``evaluation.*`` keys (kept as ``null`` tombstones in the yaml) -> the new spelling.
-RENAMED = {
-    "synthetic": "data.synthetic=true", "features_dir": "data.path=<GeoPool cache root>",
-    "data_dir": "paths.data_dir (the stand-in goes under data.synthetic_root)",
-    "synthetic_kwargs": "data.synthetic_kwargs", "encoders": "data.encoders",
-    "pooling": "data.pooling", "split": "data.split", "class_names": "data.class_names",
-    "knn_k": "evaluation.probe.knn_k", "linear": "evaluation.probe.linear",
-    "linear_C": "evaluation.probe.C", "linear_Cs": "evaluation.probe.Cs",
-    "linear_cv": "evaluation.probe.cv", "linear_max_iter": "evaluation.probe.max_iter",
-    "spectra_components": "evaluation.spectra.components",
-    "id_max_rows": "evaluation.spectra.id_max_rows",
-    "id_neighbors": "evaluation.spectra.id_neighbors",
-    "local_pca_neighbors": "evaluation.spectra.local_pca_neighbors",
-    "seed": "seed (the run's seed)",
-}  # fmt: skip
-
-
-def reject_renamed(renamed: Mapping[str, str], given: Mapping[str, Any]) -> None:
-    """One clear error for an old key that is set (``null`` tombstones pass)."""
-    for key, value in given.items():
-        if key not in renamed:
-            raise TypeError(f"unexpected evaluation key {key!r}")
-        if value is not None:
-            raise InputError(f"evaluation.{key} was renamed: use {renamed[key]}")
+__all__ = ["CompressionEvaluator", "main"]
 
 
 class CompressionEvaluator(Evaluator):
@@ -98,9 +73,7 @@ class CompressionEvaluator(Evaluator):
         aggregate: bool = True,
         plots: bool = True,
         device: str | None = "cpu",
-        **renamed: Any,
     ) -> None:
-        reject_renamed(RENAMED, renamed)
         if mode not in ("run", "aggregate"):
             raise InputError(f"evaluation.mode must be 'run' or 'aggregate', got {mode!r}")
         if mode == "run" and data is None:

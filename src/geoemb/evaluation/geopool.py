@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from geoemb.data.eurosat_embed import (
-    DOWNLOAD_HINT,
     ENCODER_FORMATS,
     SPLIT_TYPES,
     EuroSATEmbedDataset,
@@ -47,34 +46,12 @@ from geoemb.pooling.features import PoolOptions, expand_methods, pool_split
 from geoemb.probes import ProbeConfig, run_probes
 from geoemb.reporting import geopool as report
 from geoemb.run.context import RunContext
-from geoemb.synthetic.eurosat_embed import generate
 
-__all__ = ["RENAMED", "CacheOptions", "GeoPoolEvaluator", "evaluate_head_checkpoint", "probe_rows"]
+__all__ = ["CacheOptions", "GeoPoolEvaluator", "evaluate_head_checkpoint", "probe_rows"]
 
 log = logging.getLogger(__name__)
 
 PROBE_METRICS = report.PROBE_METRICS
-
-#: Old ``evaluation.*`` keys (``null`` tombstones in the yaml) -> the new spelling.
-RENAMED = {
-    "synthetic": "data.synthetic=true", "root": "data.root", "synthetic_root": "data.synthetic_root",
-    "synthetic_kwargs": "data.synthetic_kwargs", "values": "data.values",
-    "batch_size": "data.batch_size", "num_workers": "data.num_workers",
-    "knn_k": "evaluation.probe.knn_k", "linear": "evaluation.probe.linear",
-    "linear_C": "evaluation.probe.C", "Cs": "evaluation.probe.Cs", "cv": "evaluation.probe.cv",
-    "cache_dir": "evaluation.cache.dir", "trust_cache": "evaluation.cache.trust_unkeyed",
-    "device": "device (the run's device)", "seed": "seed (the run's seed)",
-    "trust_checkpoint": "trust_checkpoint (top level)",
-}  # fmt: skip
-
-
-def reject_renamed(renamed: Mapping[str, str], given: Mapping[str, Any]) -> None:
-    """One clear error for an old key that is set (``null`` tombstones pass)."""
-    for key, value in given.items():
-        if key not in renamed:
-            raise TypeError(f"unexpected evaluation key {key!r}")
-        if value is not None:
-            raise InputError(f"evaluation.{key} was renamed: use {renamed[key]}")
 
 
 def sanitize(x: np.ndarray) -> np.ndarray:
@@ -139,18 +116,6 @@ def evaluate_head_checkpoint(path: str, ctx: RunContext) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- evaluator
-def eurosat_source(dm: Any) -> DataSource:
-    """The EuroSAT-Embed :class:`DataSource` of a DataModule (``dm.source``; until every DataModule
-    carries one, rebuilt from its arguments)."""
-    if isinstance(getattr(dm, "source", None), DataSource):
-        return dm.source
-    hp = dm.hparams
-    hint = DOWNLOAD_HINT.split(", or run on the synthetic")[0] + "."  # the source says that
-    return DataSource("EuroSAT-Embed", hp["root"], hp["synthetic"], hp["synthetic_root"],
-                      dict(hp["synthetic_kwargs"] or {}), generator=generate,
-                      download_hint=hint)  # fmt: skip
-
-
 @dataclasses.dataclass(frozen=True)
 class CacheOptions:
     """``evaluation.cache``: the pooled-feature cache (``dir`` default ``<results_dir>/embeddings``;
@@ -181,7 +146,6 @@ class GeoPoolEvaluator(Evaluator):
     extra_results : more results CSVs (paths/globs), e.g. heads' ``geopool_head_results.csv``.
     heads : PoolingClassifier checkpoints (paths/globs) to evaluate into the same tables.
     progress : progress bars for the pooling passes.
-    **renamed : the ``null`` tombstones of renamed keys (:data:`RENAMED`); a set one is an error.
     """
 
     def __init__(
@@ -198,10 +162,8 @@ class GeoPoolEvaluator(Evaluator):
         extra_results: Sequence[str] = (),
         heads: Sequence[str] = (),
         progress: bool = True,
-        **renamed: Any,
     ) -> None:
-        reject_renamed(RENAMED, renamed)
-        if data is None or not hasattr(data, "hparams"):
+        if not (isinstance(getattr(data, "source", None), DataSource) and hasattr(data, "hparams")):
             raise InputError("evaluation.data: expected the EuroSAT-Embed DataModule "
                              "(data=eurosat_embed; experiment=geopool sets it)")  # fmt: skip
         self.encoders = [encoders] if isinstance(encoders, str) else list(encoders)
@@ -215,7 +177,7 @@ class GeoPoolEvaluator(Evaluator):
         self.split_types = [split_types] if isinstance(split_types, str) else list(split_types)
         if set(self.split_types) - set(SPLIT_TYPES):
             raise InputError(f"evaluation.split_types: {self.split_types} not in {SPLIT_TYPES}")
-        self.data, self.source = data, eurosat_source(data)
+        self.data, self.source = data, data.source
         if self.source.synthetic:  # the stand-in holds this evaluator's encoders
             kw = {**self.source.synthetic_kwargs, "encoders": list(self.encoders)}
             self.source = dataclasses.replace(self.source, synthetic_kwargs=kw)

@@ -10,8 +10,7 @@ the run's seed and excluded from their own neighbour lists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,25 +24,7 @@ from geoemb.retrieval.study import GT_METRICS, check_method, qps_table, recall_t
 from geoemb.run.context import RunContext
 from geoemb.utils.io import atomic_write_text
 
-__all__ = ["RENAMED", "RetrievalEvaluator"]
-
-#: Old ``evaluation.*`` keys (``null`` tombstones in the yaml) -> the new spelling.
-RENAMED = {
-    "embeddings_path": "data.path=<.npy or Parquet> (and data.synthetic=false)",
-    "n_corpus": "data.synthetic_kwargs.n",
-    "dim": "data.synthetic_kwargs.dim",
-    "seed": "seed (the run's seed; the stand-in's is data.synthetic_kwargs.seed)",
-}
-
-
-def reject_renamed(renamed: Mapping[str, str], given: Mapping[str, Any]) -> None:
-    """One clear error for an old key that is set (``null`` tombstones pass)."""
-    for key, value in given.items():
-        if key not in renamed:
-            raise TypeError(f"unexpected evaluation key {key!r}")
-        if value is not None:
-            raise InputError(f"evaluation.{key} was renamed: use {renamed[key]}")
-
+__all__ = ["RetrievalEvaluator"]
 
 #: Backend kinds the QPS table can time (packed codes, float vectors, rerank).
 QPS_KINDS = ("hamming", "float", "rerank")
@@ -84,9 +65,7 @@ class RetrievalEvaluator(Evaluator):
         k: int = 10,
         n_queries: int = 200,
         device: str | None = "cpu",
-        **renamed: Any,
     ) -> None:  # fmt: skip
-        reject_renamed(RENAMED, renamed)
         if data is None:
             raise InputError("evaluation.data is not set: compose data=embedding_corpus "
                              "(experiment=retrieval does)")  # fmt: skip

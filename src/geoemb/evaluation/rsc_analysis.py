@@ -37,29 +37,7 @@ from geoemb.reporting.tables import write_table
 from geoemb.run.context import RunContext
 from geoemb.utils.io import atomic_write_text
 
-__all__ = ["RENAMED", "ERFOptions", "RSCAnalysis", "TRFOptions"]
-
-#: Old ``evaluation.*`` keys (``null`` tombstones in the yaml) -> the new spelling.
-RENAMED = {
-    "erf_images": "evaluation.erf.images", "erf_per_class": "evaluation.erf.per_class",
-    "erf_block": "evaluation.erf.block", "erf_border": "evaluation.erf.border",
-    "erf_percentiles": "evaluation.erf.percentiles",
-    "overlap_percentile": "evaluation.erf.overlap_percentile",
-    "overlap_multiple": "evaluation.erf.overlap_multiple",
-    "trf_input_size": "evaluation.trf.input_size",
-    "trf_max_input_size": "evaluation.trf.max_input_size",
-    "device": "device (the run's device)", "seed": "seed (the run's seed)",
-    "trust_checkpoint": "trust_checkpoint (top level)",
-}  # fmt: skip
-
-
-def reject_renamed(renamed: Mapping[str, str], given: Mapping[str, Any]) -> None:
-    """One clear error for an old key that is set (``null`` tombstones pass)."""
-    for key, value in given.items():
-        if key not in renamed:
-            raise TypeError(f"unexpected evaluation key {key!r}")
-        if value is not None:
-            raise InputError(f"evaluation.{key} was renamed: use {renamed[key]}")
+__all__ = ["ERFOptions", "RSCAnalysis", "TRFOptions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +103,7 @@ class RSCAnalysis(Evaluator):
         max_batches: int | None = None,
         erf: ERFOptions | Mapping[str, Any] | None = None,
         trf: TRFOptions | Mapping[str, Any] | bool | None = None,
-        **renamed: Any,
     ) -> None:
-        reject_renamed(RENAMED, renamed)
         if not ckpt_path:
             raise InputError("rsc_analysis needs ckpt_path=<checkpoint of a train.py "
                              "experiment=rsc_* run>")  # fmt: skip

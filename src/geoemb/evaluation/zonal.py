@@ -23,40 +23,12 @@ from geoemb.zonal.params import CensusAnalysis, PoolingSpec, ZonalFilters
 from geoemb.zonal.pca_rgb import pca_rgb_raster
 from geoemb.zonal.stats import PIXEL_COUNT, zonal_stats
 
-__all__ = ["POLYGONS_HINT", "RENAMED", "ZonalStatsEvaluator"]
+__all__ = ["POLYGONS_HINT", "ZonalStatsEvaluator"]
 
 POLYGONS_HINT = (
     "Census blocks: TIGER/Line 2020 tabulation blocks (tl_2020_<state FIPS>_tabblock20.zip) from "
     "https://www.census.gov/cgi-bin/geo/shapefiles/index.php, set as evaluation.polygons."
 )
-
-#: Old ``evaluation.*`` keys (``null`` tombstones in the yaml) -> the new spelling.
-RENAMED = {
-    "synthetic": "data.synthetic=true", "data_dir": "data.root / data.synthetic_root",
-    "tiles": "data.tiles", "tile_index": "data.tile_index", "index_filter": "data.index_filter",
-    "path_column": "data.path_column", "decode": "data.decode", "nodata": "data.nodata",
-    "synthetic_kwargs": "data.synthetic_kwargs",
-    "method": "evaluation.pooling.method", "all_touched": "evaluation.pooling.all_touched",
-    "num_workers": "evaluation.pooling.num_workers",
-    "chunk_size": "evaluation.pooling.chunk_size", "progress": "evaluation.pooling.progress",
-    "land_column": "evaluation.filters.land_column",
-    "drop_zero_land": "evaluation.filters.drop_zero_land",
-    "max_land_km2": "evaluation.filters.max_land_km2", "bbox": "evaluation.filters.bbox",
-    "pca_k": "evaluation.analysis.pca_k", "n_pcs": "evaluation.analysis.n_pcs",
-    "n_splits": "evaluation.analysis.n_splits",
-    "census_columns": "evaluation.analysis.census_columns",
-    "rgb_resolution": "evaluation.analysis.rgb_resolution",
-    "rgb_crs": "evaluation.analysis.rgb_crs", "seed": "seed (the run's seed)",
-}  # fmt: skip
-
-
-def reject_renamed(given: Mapping[str, Any]) -> None:
-    """One clear error for an old key that is set (``null`` tombstones pass)."""
-    for key, value in given.items():
-        if key not in RENAMED:
-            raise TypeError(f"ZonalStatsEvaluator got an unexpected key evaluation.{key}")
-        if value is not None:
-            raise InputError(f"evaluation.{key} was renamed: use {RENAMED[key]}")
 
 
 class ZonalStatsEvaluator(Evaluator):
@@ -73,8 +45,6 @@ class ZonalStatsEvaluator(Evaluator):
         ``evaluation.pooling`` (:class:`~geoemb.zonal.params.PoolingSpec`), ``evaluation.filters``
         (:class:`~geoemb.zonal.params.ZonalFilters`), ``evaluation.analysis``
         (:class:`~geoemb.zonal.params.CensusAnalysis`).
-    **renamed :
-        Tombstones of renamed keys (must be ``None``; see :data:`RENAMED`).
     """
 
     def __init__(
@@ -84,9 +54,7 @@ class ZonalStatsEvaluator(Evaluator):
         pooling: PoolingSpec | Mapping[str, Any] | None = None,
         filters: ZonalFilters | Mapping[str, Any] | None = None,
         analysis: CensusAnalysis | Mapping[str, Any] | None = None,
-        **renamed: Any,
     ) -> None:
-        reject_renamed(renamed)
         if not isinstance(data, EmbeddingRasters):
             raise InputError(
                 "evaluation.data must be an embedding-raster source: compose data=aef "

@@ -34,12 +34,10 @@ pixels raise :class:`~geoemb.inference.checks.PredictionError`.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +50,7 @@ from geoemb.inference.checks import AllNodataWarning, check_model_output, check_
 from geoemb.inference.merge import MergePolicy, RowBandMerger, merge_policy
 from geoemb.inference.output import check_output
 from geoemb.inference.reader import RasterSource, open_source
-from geoemb.inference.tiling import axis_starts
+from geoemb.inference.tiling import Tile, axis_starts, batches_of, plan_stripes
 from geoemb.inference.writer import ClassMapWriter, build_overviews, class_dtype, output_profile
 from geoemb.utils.io import atomic_path
 
@@ -69,36 +67,6 @@ GDAL_ENV: dict[str, Any] = {
 }
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
-
-
-@dataclass(frozen=True)
-class _Tile:
-    stripe: int
-    i: int  # tile row index
-    j: int  # tile column index
-    row: int  # row offset
-    col: int  # column offset
-
-
-def _plan_stripes(
-    width: int, block_size: int, bytes_per_column: int, max_buffer_bytes: int
-) -> list[tuple[int, int]]:
-    """Block-aligned column stripes whose buffers fit ``max_buffer_bytes``."""
-    max_cols = max(
-        block_size, (max_buffer_bytes // max(bytes_per_column, 1)) // block_size * block_size
-    )
-    if width <= max_cols:
-        return [(0, width)]
-    n = math.ceil(width / max_cols)
-    # spread the block columns evenly over n stripes
-    nblocks = math.ceil(width / block_size)
-    per = math.ceil(nblocks / n)
-    return [(b * block_size, min((b + per) * block_size, width)) for b in range(0, nblocks, per)]
-
-
-def _batches(items: Sequence[_Tile], size: int) -> Iterator[list[_Tile]]:
-    for k in range(0, len(items), size):
-        yield list(items[k : k + size])
 
 
 def channel_argmax(y: torch.Tensor) -> torch.Tensor:
@@ -303,18 +271,18 @@ def _predict(
 
     per_col = T * policy.bytes_per_pixel(cdt, merge_p)
     per_col += (block_size + T) * (1 + P) * cdt.itemsize
-    stripes = _plan_stripes(W, block_size, per_col, max_buffer_bytes)
+    stripes = plan_stripes(W, block_size, per_col, max_buffer_bytes)
 
-    tiles: list[_Tile] = []
+    tiles: list[Tile] = []
     for s, (c0, c1) in enumerate(stripes):
         need = policy.needed_tiles(cols, T, W, c0, c1)
         for i, r in enumerate(rows):
-            tiles.extend(_Tile(s, i, j, int(r), int(cols[j])) for j in need)
+            tiles.extend(Tile(s, i, j, int(r), int(cols[j])) for j in need)
 
     timing = {"read_s": 0.0, "model_s": 0.0, "merge_s": 0.0, "write_s": 0.0, "overview_s": 0.0}
     counts = {"tiles": 0, "tiles_skipped": 0}
 
-    def read_batch(batch: list[_Tile]) -> tuple[np.ndarray, np.ndarray, float]:
+    def read_batch(batch: list[Tile]) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()
         data = np.empty((len(batch), src.count, T, T), dtype=np.float32)
         valid = np.empty((len(batch), T, T), dtype=bool)
@@ -325,21 +293,11 @@ def _predict(
         return data, valid, time.perf_counter() - t0
 
     def run_model(
-        x: np.ndarray, valid: np.ndarray, kept: list[_Tile]
+        x: np.ndarray, valid: np.ndarray, kept: list[Tile]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         xt = torch.from_numpy(x).to(device)
         y = predict_fn(xt)
-        if (
-            not isinstance(y, torch.Tensor)
-            or y.ndim != 4
-            or tuple(y.shape)
-            != (
-                x.shape[0],
-                num_classes,
-                T,
-                T,
-            )
-        ):
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0], num_classes, T, T):
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(
                 f"predict_fn must return a tensor of shape (B, num_classes, h, w) = "
@@ -358,7 +316,7 @@ def _predict(
         _sync(device)
         return classes, probs
 
-    batches = list(_batches(tiles, batch_size))
+    batches = list(batches_of(tiles, batch_size))
     pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
     bar = tqdm(total=len(tiles), desc="inference", unit="tile", disable=not progress)
     try:

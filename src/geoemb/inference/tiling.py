@@ -8,12 +8,19 @@ All positions are integer pixel offsets on the input grid. Along each axis the t
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
+    "Tile",
     "axis_starts",
+    "batches_of",
     "center_cuts",
     "cosine_ramp_weights",
+    "plan_stripes",
     "recommended_stride",
     "tile_grid",
 ]
@@ -118,3 +125,36 @@ def tile_grid(height: int, width: int, tile_size: int, stride: int) -> list[tupl
     rows = axis_starts(height, tile_size, stride)
     cols = axis_starts(width, tile_size, stride)
     return [(int(r), int(c)) for r in rows for c in cols]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a streaming prediction: its column stripe, grid indices and pixel offsets."""
+
+    stripe: int
+    i: int  # tile row index
+    j: int  # tile column index
+    row: int  # row offset
+    col: int  # column offset
+
+
+def plan_stripes(
+    width: int, block_size: int, bytes_per_column: int, max_buffer_bytes: int
+) -> list[tuple[int, int]]:
+    """Block-aligned column stripes whose buffers fit ``max_buffer_bytes``."""
+    max_cols = max(
+        block_size, (max_buffer_bytes // max(bytes_per_column, 1)) // block_size * block_size
+    )
+    if width <= max_cols:
+        return [(0, width)]
+    n = math.ceil(width / max_cols)
+    # spread the block columns evenly over n stripes
+    nblocks = math.ceil(width / block_size)
+    per = math.ceil(nblocks / n)
+    return [(b * block_size, min((b + per) * block_size, width)) for b in range(0, nblocks, per)]
+
+
+def batches_of(items: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
+    """Consecutive batches of ``size`` tiles (the last one shorter)."""
+    for k in range(0, len(items), size):
+        yield list(items[k : k + size])

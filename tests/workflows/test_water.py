@@ -18,7 +18,7 @@ from geoemb.segmentation.module import SegmentationModule
 from geoemb.synthetic.earth_surface_water import write_scene_geotiff, write_sentinel2_scene
 from tests.helpers import compose_cfg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = [
     "experiment=water_seg_demo",
     "model/net=tiny_cnn",

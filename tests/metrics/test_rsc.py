@@ -23,7 +23,7 @@ from geoemb.metrics import (
     write_distance_curve_csv,
 )
 from geoemb.reporting.rsc import plot_distance_curves
-from tests.rsc.oracle import reference_curve, reference_eval
+from tests.metrics.rsc_oracle import reference_curve, reference_eval
 
 
 def _random_case(rng, b=4, h=40, w=33, p_road=0.03, p_tc=0.05, p_pred=0.3):
