@@ -66,8 +66,12 @@ def test_train_experiment_builds_with_the_one_switch(experiment, tmp_path):
         assert tuple(x.shape[-2:]) == (512, 512)
 
 
+#: the other five run end to end as README commands (tests/test_readme.py, `# readme-run`)
+NOT_IN_README_RUNS = ["geopool", "pool_attention"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", EVALUATE + TRAIN)
+@pytest.mark.parametrize("experiment", NOT_IN_README_RUNS)
 def test_task_runs_on_the_stand_in(experiment, tmp_path):
     from geoemb import tasks
 
