@@ -30,7 +30,7 @@ ENTRY = {"train.py": "train", "evaluate.py": "eval", "infer.py": "infer"}
 PYTHON = re.compile(r"^(?:\.venv/bin/)?python3?(?:\.\d+)?$")
 #: commands a README may show that this test does not try (system tools, downloads)
 EXTERNAL = {"pip", "git", "cd", "ls", "cat", "curl", "wget", "unzip", "tar", "apt-get", "sudo",
-            "huggingface-cli", "hf", "source", "export", "gdalinfo", "qgis", "aws", "gsutil",
+            "huggingface-cli", "hf", "gcloud", "geotessera", "source", "export", "gdalinfo", "qgis", "aws", "gsutil",
             "mkdir", "open", "xdg-open", "chromium", "rio", "ogr2ogr", "gdalbuildvrt"}  # fmt: skip
 
 
