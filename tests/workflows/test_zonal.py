@@ -11,7 +11,7 @@ import hydra
 import pytest
 import rasterio
 
-import geoemb.zonal.stats as zstats
+import geoemb.zonal.distributed as zdist
 from geoemb.errors import DataNotFoundError, InputError, OutputError
 from geoemb.evaluation.zonal import RENAMED, ZonalStatsEvaluator
 from geoemb.run.context import RunContext
@@ -79,7 +79,7 @@ def test_features_output_checked_before_pixel_work(data, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("pixel work started before the output check")
 
-    monkeypatch.setattr(zstats, "polygon_pixels", boom)
+    monkeypatch.setattr(zdist, "run_partition", boom)
     (tmp_path / "run" / "features.parquet").mkdir(parents=True)
     ev = ZonalStatsEvaluator(data=data, pooling={"progress": False})
     with pytest.raises(OutputError, match="existing directory"):

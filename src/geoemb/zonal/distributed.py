@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from geoemb.errors import GeoembError
-from geoemb.utils.dask import dask_client
+from geoemb.utils.dask import dask_client, parse_dask_spec
 from geoemb.zonal.engine import Job, PartResult, run_partition
 
 __all__ = ["DaskPartitionError", "Partition", "plan_partitions", "run_partitions"]
@@ -136,14 +136,15 @@ def run_partitions(
         return sub, {int(i): pairs[int(i)] for i in p.rows}
 
     try:
-        if dask is None or (isinstance(dask, str) and dask.strip().lower() in ("", "none")):
+        client_given = hasattr(dask, "submit")  # an existing distributed.Client
+        if not parts or (not client_given and parse_dask_spec(dask).kind == "none"):
             with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
                 futs = [(p, ex.submit(run_partition, *args(p), job)) for p in parts]
                 for p, f in futs:
                     on_result(_check(p, f.result(), job))
                     bar.update(len(p.rows))
             return
-        if hasattr(dask, "submit"):  # an existing distributed.Client
+        if client_given:
             _run_dask(dask, polygons, parts, args, job, on_result, bar)
             return
         with dask_client(dask) as client:

@@ -207,7 +207,7 @@ def _tile_pixels(
                 continue
             win = rasterio.windows.Window(C0, R0, C1 - C0, R1 - R0)
             try:
-                arr = ds.read(window=win)  # (D, H, W)
+                arr = ds.read(window=win).transpose(1, 2, 0).copy()  # (H, W, D) pixel-major
                 valid_band = ds.read_masks(1, window=win) > 0 if meta.masked else None
             except RasterioError as e:
                 raise InputError(
@@ -221,19 +221,19 @@ def _tile_pixels(
                     continue
                 r0, c0, r1, c1 = wins[k]
                 sl = (slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0))
-                vals = arr[:, sl[0], sl[1]][:, inside]  # (D, n)
-                ok = np.ones(vals.shape[1], bool) if valid_band is None else valid_band[sl][inside]
+                vals = arr[sl][inside]  # (n, D)
+                ok = np.ones(len(vals), bool) if valid_band is None else valid_band[sl][inside]
                 if nd is not None:
-                    ok &= ~(vals == np.asarray(nd, dtype=vals.dtype)).any(axis=0)
+                    ok &= ~(vals == np.asarray(nd, dtype=vals.dtype)).any(axis=1)
                 w = m[inside].astype(np.float64)[ok] if job.weighting == "coverage" else None
-                x = decode_values(vals[:, ok], job.decode, meta.dtype)
+                x = decode_values(vals[ok], job.decode, meta.dtype)
                 if x.dtype.kind == "f":
-                    fin = np.isfinite(x).all(axis=0)
-                    x = x[:, fin]
+                    fin = np.isfinite(x).all(axis=1)
+                    x = x[fin]
                     w = None if w is None else w[fin]
-                acc += (vals.shape[1], x.shape[1])
-                if x.shape[1]:
-                    out[ids[k]] = (np.ascontiguousarray(x.T, dtype=np.float32), w)
+                acc += (len(vals), len(x))
+                if len(x):
+                    out[ids[k]] = (np.ascontiguousarray(x, dtype=np.float32), w)
     return out
 
 

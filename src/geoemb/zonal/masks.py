@@ -52,12 +52,13 @@ def centre_mask(geom_px: Any, height: int, width: int) -> np.ndarray:
     out = np.zeros((height, width + 1), dtype=np.int32)
     if height == 0 or width == 0 or geom_px is None or shapely.is_empty(geom_px):
         return out[:, :width].astype(bool)
-    # rings oriented with the interior on the left (exterior counter-clockwise in pixel space):
-    # then GDAL's tie rule for a horizontal edge lying exactly on a centre row is "filled when it
-    # runs right to left", i.e. when the polygon lies above it (smaller rows)
-    x0, y0, x1, y1 = _ring_edges(shapely.orient_polygons(geom_px, exterior_cw=False))
-    flat = (y0 == y1) & (x0 > x1) & (np.floor(y0) + 0.5 == y0) & (y0 > 0) & (y0 < height)
-    if flat.any():
+    x0, y0, x1, y1 = _ring_edges(geom_px)
+    flat = (y0 == y1) & (np.floor(y0) + 0.5 == y0) & (y0 > 0) & (y0 < height)
+    if flat.any():  # a horizontal edge lying exactly on a centre row (a tie): GDAL fills it when
+        # it runs right to left with the interior on the left (exterior counter-clockwise in
+        # pixel space), i.e. when the polygon lies above it (smaller rows)
+        x0, y0, x1, y1 = _ring_edges(shapely.orient_polygons(geom_px, exterior_cw=False))
+        flat = (y0 == y1) & (x0 > x1) & (np.floor(y0) + 0.5 == y0) & (y0 > 0) & (y0 < height)
         f_row = np.floor(y0[flat]).astype(np.int64)
         f_start = np.clip(np.floor(x1[flat] + 0.5), 0, width).astype(np.int64)
         f_stop = np.clip(np.floor(x0[flat] + 0.5), 0, width).astype(np.int64)

@@ -23,6 +23,7 @@ import torch
 
 from geoemb.errors import InputError
 from geoemb.pooling import output_dim, pool
+from geoemb.utils.dask import parse_dask_spec
 from geoemb.zonal.checks import (
     check_output,
     check_polygon_coordinates,
@@ -211,6 +212,8 @@ def zonal_stats(
         Bad inputs or output path, naming the file and what was expected — before pixel work.
     """
     rasters, filters, pooling = split_knobs(knobs, rasters, filters, pooling)
+    if not hasattr(dask, "submit"):  # a spec (a distributed.Client is used as given)
+        dask = parse_dask_spec(dask)  # a bad spec fails before any work
     tile_index, decode, nodata = rasters.tile_index, rasters.decode, rasters.nodata
     method, all_touched, num_workers = pooling.method, pooling.all_touched, pooling.workers
     chunk_size = pooling.chunk_size
