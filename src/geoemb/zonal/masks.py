@@ -90,19 +90,21 @@ def centre_mask(geom_px: Any, height: int, width: int) -> np.ndarray:
 
 
 def _boundary_cells(geom_px: Any, height: int, width: int) -> np.ndarray:
-    """A superset of the pixels an edge of ``geom_px`` passes through (bool (height, width)):
-    the cells of points sampled every ≤ 0.25 px along the rings, grown by one pixel."""
-    lines = shapely.segmentize(shapely.get_rings(shapely.get_parts(geom_px)), 0.25)
-    xy = shapely.get_coordinates(lines)
+    """A superset of the pixels an edge of ``geom_px`` passes through (bool (height, width)).
+
+    Points are sampled every ≤ 0.25 px along the rings; a piece between two consecutive samples
+    ``p``, ``q`` lies in the cells of ``p`` and ``q`` or, passing a corner, in the two cells
+    ``(row p, col q)`` and ``(row q, col p)``, which are marked too.
+    """
     cells = np.zeros((height + 2, width + 2), dtype=bool)
-    c = np.clip(np.floor(xy[:, 0]).astype(np.int64), -1, width) + 1
-    r = np.clip(np.floor(xy[:, 1]).astype(np.int64), -1, height) + 1
-    cells[r, c] = True
-    grown = cells.copy()
-    for dr in (-1, 0, 1):
-        for dc in (-1, 0, 1):
-            grown[1:-1, 1:-1] |= cells[1 + dr : height + 1 + dr, 1 + dc : width + 1 + dc]
-    return grown[1:-1, 1:-1]
+    for ring in shapely.get_rings(shapely.get_parts(geom_px)):
+        xy = shapely.get_coordinates(shapely.segmentize(ring, 0.25))
+        c = np.clip(np.floor(xy[:, 0]).astype(np.int64), -1, width) + 1
+        r = np.clip(np.floor(xy[:, 1]).astype(np.int64), -1, height) + 1
+        cells[r, c] = True
+        cells[r[:-1], c[1:]] = True
+        cells[r[1:], c[:-1]] = True
+    return cells[1:-1, 1:-1]
 
 
 def coverage_fractions(geom_px: Any, height: int, width: int) -> np.ndarray:
