@@ -8,6 +8,7 @@ import re
 
 import geopandas as gpd
 import hydra
+import pandas as pd
 import pytest
 import rasterio
 
@@ -16,6 +17,7 @@ from geoemb.errors import DataNotFoundError, InputError, OutputError
 from geoemb.evaluation.zonal import RENAMED, ZonalStatsEvaluator
 from geoemb.run.context import RunContext
 from geoemb.sources import EmbeddingRasters, raster_source
+from geoemb.utils.dask import DaskSpec
 from geoemb.zonal.cli import main
 from tests.helpers import compose_cfg
 
@@ -111,3 +113,20 @@ def test_experiment_config_builds_the_evaluator(tmp_path):
     old = compose_cfg("eval", ["experiment=zonal_stats", "evaluation.synthetic=true"], tmp_path)
     with pytest.raises(Exception, match="evaluation.synthetic was renamed: use data.synthetic"):
         hydra.utils.instantiate(old.evaluation, _convert_="partial")
+
+
+@pytest.mark.slow
+def test_hydra_dask_local_equals_dask_none(data, tmp_path):
+    """`evaluate.py experiment=zonal_stats dask=local` writes the features of `dask=none`."""
+    feats = {}
+    for choice, spec in (("none", DaskSpec("none")), ("local", DaskSpec("local", n_workers=2))):
+        cfg = compose_cfg("eval", ["experiment=zonal_stats", f"dask={choice}"], tmp_path / choice)
+        assert cfg.dask.scheduler == str(spec) and cfg.evaluation.dask == str(spec)
+        ev = hydra.utils.instantiate(cfg.evaluation, data=data, _convert_="partial",
+                                     pooling={"progress": False, "chunk_size": 4})  # fmt: skip
+        assert ev.dask == spec
+        ev.run(RunContext.local(tmp_path / choice / "out", seed=0))
+        feats[choice] = gpd.read_parquet(tmp_path / choice / "out" / "features.parquet")
+    a, b = feats["none"], feats["local"]
+    assert len(a) > 10 and a.dtypes.equals(b.dtypes) and a.index.equals(b.index)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
