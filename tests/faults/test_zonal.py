@@ -11,7 +11,7 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import GeometryCollection, Point, Polygon, box
 
-import geoemb.zonal.stats as zstats
+import geoemb.zonal.distributed as zdist
 from geoemb.errors import InputError, OutputError
 from geoemb.zonal import feature_names, zonal_stats
 from geoemb.zonal.__main__ import main
@@ -68,7 +68,7 @@ def no_pixel_work(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("pixel work started before the error")
 
-    monkeypatch.setattr(zstats, "polygon_pixels", boom)
+    monkeypatch.setattr(zdist, "run_partition", boom)
 
 
 def _truncate(src, dst, frac):

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import geopandas as gpd
 import hydra
+import pandas as pd
 import pytest
 import rasterio
 
-import geoemb.zonal.stats as zstats
+import geoemb.zonal.distributed as zdist
 from geoemb.errors import DataNotFoundError, InputError, OutputError
 from geoemb.evaluation.zonal import ZonalStatsEvaluator
 from geoemb.run.context import RunContext
 from geoemb.run.renamed import RENAMED
 from geoemb.sources import EmbeddingRasters, raster_source
+from geoemb.utils.dask import DaskSpec
 from geoemb.zonal.cli import main
 from tests.helpers import compose_cfg
 
@@ -78,7 +80,7 @@ def test_features_output_checked_before_pixel_work(data, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("pixel work started before the output check")
 
-    monkeypatch.setattr(zstats, "polygon_pixels", boom)
+    monkeypatch.setattr(zdist, "run_partition", boom)
     (tmp_path / "run" / "features.parquet").mkdir(parents=True)
     ev = ZonalStatsEvaluator(data=data, pooling={"progress": False})
     with pytest.raises(OutputError, match="existing directory"):
@@ -109,3 +111,20 @@ def test_experiment_config_builds_the_evaluator(tmp_path):
     assert real.data.synthetic is False  # real data by default, with the one clear error
     with pytest.raises(InputError, match="evaluation.synthetic was renamed: use data.synthetic"):
         compose_cfg("eval", ["experiment=zonal_stats", "evaluation.synthetic=true"], tmp_path)
+
+
+@pytest.mark.slow
+def test_hydra_dask_local_equals_dask_none(data, tmp_path):
+    """`evaluate.py experiment=zonal_stats dask=local` writes the features of `dask=none`."""
+    feats = {}
+    for choice, spec in (("none", DaskSpec("none")), ("local", DaskSpec("local", n_workers=2))):
+        cfg = compose_cfg("eval", ["experiment=zonal_stats", f"dask={choice}"], tmp_path / choice)
+        assert cfg.dask.scheduler == str(spec) and cfg.evaluation.dask == str(spec)
+        ev = hydra.utils.instantiate(cfg.evaluation, data=data, _convert_="partial",
+                                     pooling={"progress": False, "chunk_size": 4})  # fmt: skip
+        assert ev.dask == spec
+        ev.run(RunContext.local(tmp_path / choice / "out", seed=0))
+        feats[choice] = gpd.read_parquet(tmp_path / choice / "out" / "features.parquet")
+    a, b = feats["none"], feats["local"]
+    assert len(a) > 10 and a.dtypes.equals(b.dtypes) and a.index.equals(b.index)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)

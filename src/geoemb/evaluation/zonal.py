@@ -19,6 +19,7 @@ from geoemb.evaluation.base import Evaluator
 from geoemb.reporting.zonal import evaluate_file, pca_rgb_preview
 from geoemb.run.context import RunContext
 from geoemb.sources.rasters import EmbeddingRasters
+from geoemb.utils.dask import parse_dask_spec
 from geoemb.zonal.params import CensusAnalysis, PoolingSpec, ZonalFilters
 from geoemb.zonal.pca_rgb import pca_rgb_raster
 from geoemb.zonal.stats import PIXEL_COUNT, zonal_stats
@@ -45,6 +46,9 @@ class ZonalStatsEvaluator(Evaluator):
         ``evaluation.pooling`` (:class:`~geoemb.zonal.params.PoolingSpec`), ``evaluation.filters``
         (:class:`~geoemb.zonal.params.ZonalFilters`), ``evaluation.analysis``
         (:class:`~geoemb.zonal.params.CensusAnalysis`).
+    dask : str, optional
+        Where the pixel work runs (``dask.scheduler`` from ``conf/dask/``: ``none``, ``local:N``
+        or a scheduler address); the features are identical row by row.
     """
 
     def __init__(
@@ -54,13 +58,14 @@ class ZonalStatsEvaluator(Evaluator):
         pooling: PoolingSpec | Mapping[str, Any] | None = None,
         filters: ZonalFilters | Mapping[str, Any] | None = None,
         analysis: CensusAnalysis | Mapping[str, Any] | None = None,
+        dask: str | None = None,
     ) -> None:
         if not isinstance(data, EmbeddingRasters):
             raise InputError(
                 "evaluation.data must be an embedding-raster source: compose data=aef "
                 f"(experiment=zonal_stats does), got {type(data).__name__}"
             )
-        self.data, self.polygons = data, polygons
+        self.data, self.polygons, self.dask = data, polygons, parse_dask_spec(dask)
         self.pooling = PoolingSpec.from_config(pooling, "evaluation.pooling")
         self.filters = ZonalFilters.from_config(filters, "evaluation.filters")
         self.analysis = CensusAnalysis.from_config(analysis, "evaluation.analysis")
@@ -83,7 +88,7 @@ class ZonalStatsEvaluator(Evaluator):
         out = ctx.output_dir
         polygons, rasters = self._inputs()
         gdf = zonal_stats(polygons, rasters, self.filters, self.pooling,
-                          output=out / "features.parquet")  # fmt: skip
+                          output=out / "features.parquet", dask=self.dask)  # fmt: skip
         info = gdf.attrs["zonal"]
         source = "synthetic" if self.data.synthetic else info["data_source"]
         a, method = self.analysis, self.pooling.method

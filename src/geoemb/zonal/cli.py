@@ -73,6 +73,12 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
                    help="I/O threads (default min(8, 2×CPUs))")  # fmt: skip
     s.add_argument("--chunk-size", type=int, default=P.chunk_size,
                    help=f"polygons per processing chunk (default {P.chunk_size})")  # fmt: skip
+    s.add_argument("--weighting", choices=("centre", "coverage"), default=P.weighting,
+                   help="centre: pixels whose centre is inside (default); coverage: every touched "
+                   "pixel weighted by its covered fraction (exactextract)")  # fmt: skip
+    s.add_argument("--dask", default=None, metavar="SPEC",
+                   help="run the partitions on Dask: local, local:N (N worker processes) or a "
+                   "scheduler address tcp://host:8786 (default: this process)")  # fmt: skip
     s.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("pca-rgb", help="PCA-3 RGB GeoTIFF of the polygon features")
@@ -135,9 +141,9 @@ def _stats(args: argparse.Namespace) -> None:
                            max_land_km2=max_land, bbox=args.bbox)  # fmt: skip
     pooling = PoolingSpec(method=args.method, all_touched=args.all_touched,
                           num_workers=args.workers, chunk_size=args.chunk_size,
-                          progress=not args.no_progress)  # fmt: skip
+                          progress=not args.no_progress, weighting=args.weighting)  # fmt: skip
     # the output is checked before any work and written atomically at the end
-    gdf = zonal_stats(args.polygons, rasters, filters, pooling, output=args.output)
+    gdf = zonal_stats(args.polygons, rasters, filters, pooling, output=args.output, dask=args.dask)
     info = gdf.attrs["zonal"]
     keys = ("method", "input_dim", "filters", "n_tiles_used", "n_empty", "data_source")
     summary = {k: info[k] for k in keys}

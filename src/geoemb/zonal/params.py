@@ -173,9 +173,14 @@ class PoolingSpec:
     num_workers : int or None
         Threads for windowed reads (``None``: :func:`default_workers`).
     chunk_size : int
-        Polygons per processing chunk (bounds memory).
+        Polygons per partition (one task; bounds memory).
     progress : bool
         Show a progress bar.
+    weighting : str
+        ``centre``: every pixel whose centre is inside counts once; ``coverage``: every pixel the
+        polygon covers is weighted by the covered fraction of its area (exactextract's coverage
+        fraction; methods ``geoemb.zonal.engine.WEIGHTED_METHODS``), so small polygons that hold
+        no pixel centre still get a value.
     """
 
     method: str = "mean_std"
@@ -183,8 +188,17 @@ class PoolingSpec:
     num_workers: int | None = None
     chunk_size: int = 2048
     progress: bool = True
+    weighting: str = "centre"
 
     def __post_init__(self) -> None:
+        if self.weighting not in ("centre", "coverage"):
+            raise InputError(
+                f"weighting must be 'centre' (pixels whose centre is inside) or 'coverage' "
+                f"(pixels weighted by the fraction inside, as exactextract), got {self.weighting!r}"
+            )
+        if self.weighting == "coverage" and self.all_touched:
+            raise InputError("weighting='coverage' already weighs every touched pixel by its "
+                             "covered fraction; all_touched must be false with it")  # fmt: skip
         if self.num_workers is not None and int(self.num_workers) < 1:
             raise InputError(f"num_workers must be >= 1 (or null: auto), got {self.num_workers}")
         if int(self.chunk_size) < 1:

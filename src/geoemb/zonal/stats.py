@@ -13,23 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio
-import rasterio.features
-import rasterio.windows
 import torch
-from rasterio.errors import RasterioError
-from tqdm.auto import tqdm
 
 from geoemb.errors import InputError
 from geoemb.pooling import output_dim, pool
+from geoemb.utils.dask import parse_dask_spec
 from geoemb.zonal.checks import (
     check_output,
     check_polygon_coordinates,
@@ -37,6 +31,14 @@ from geoemb.zonal.checks import (
     to_crs_checked,
     transformer,
     warn,
+)
+from geoemb.zonal.distributed import plan_partitions, run_partitions
+from geoemb.zonal.engine import (
+    WEIGHTED_METHODS,
+    Job,
+    PartResult,
+    _tile_pixels,
+    pool_pixels,
 )
 from geoemb.zonal.filters import apply_filters, repaired
 from geoemb.zonal.footprints import candidate_pairs, catalog_from_tiles, check_overlaps
@@ -62,7 +64,6 @@ from geoemb.zonal.sources import (
     check_decode,
     check_tiles,
     data_source,
-    decode_values,
     read_polygons,
     tile_metas,
 )
@@ -72,6 +73,7 @@ __all__ = [  # re-exported
     "META_KEY",
     "apply_filters",
     "default_workers",
+    "pool_pixels",
     "read_features",
     "write_geoparquet",
 ]
@@ -80,9 +82,6 @@ __all__ = [  # re-exported
 PIXEL_COUNT = "pixel_count"
 #: Column holding the number of tiles that contributed pixels.
 TILE_COUNT = "tile_count"
-
-_RASTERIZE_LOCK = threading.Lock()
-_TALLY_LOCK = threading.Lock()
 
 _PARTS = {
     "mean_std": ("mean", "std"),
@@ -110,139 +109,34 @@ def feature_names(method: str, dim: int, out_dim: int, prefix: str = FEATURE_PRE
     return [f"{prefix}{method}_{i:0{width}d}" for i in range(out_dim)]
 
 
-class _Reader:
-    """One rasterio handle per (thread, tile); all handles are closed by :meth:`close`."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-
-    def get(self, path: str) -> Any:
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = {}
-        ds = cache.get(path)
-        if ds is None:
-            ds = cache[path] = rasterio.open(path)
-            with self._lock:
-                self._all.append(ds)
-        return ds
-
-    def close(self) -> None:
-        with self._lock:
-            for ds in self._all:
-                ds.close()
-            self._all.clear()
-
-
 def polygon_pixels(
     parts: Iterable[tuple[TileMeta, Any]],
-    reader: _Reader | None = None,
     decode: str = "raw",
     nodata: float | None = None,
     all_touched: bool = False,
-    tally: dict[str, np.ndarray] | None = None,
+    weighting: str = "centre",
 ) -> tuple[np.ndarray, int]:
-    """Gather the valid pixel vectors of one polygon over its tiles.
+    """Gather the valid pixel vectors of one polygon over its tiles (a convenience around the
+    partition engine, :mod:`geoemb.zonal.engine`).
 
     Parameters
     ----------
     parts:
-        ``(tile, geometry)`` pairs; each geometry is the polygon in that tile's CRS. A polygon
-        outside a tile (a candidate pair that is not an exact one) contributes nothing.
-    nodata:
-        Overrides the tiles' declared nodata value. A pixel is invalid if any band equals nodata,
-        any band is not finite (NaN/±inf), or the tile's mask band marks it invalid.
-    tally:
-        Optional ``{tile path: [pixels inside polygons, valid ones]}`` accumulator.
+        ``(tile, geometry)`` pairs; each geometry is the polygon in that tile's CRS.
 
     Returns
     -------
     pixels : float32 array (N, D) and the number of tiles that contributed pixels.
-
-    Raises
-    ------
-    InputError
-        A tile cannot be read (truncated/damaged), naming the tile and the window.
     """
-    own = reader is None
-    reader = reader or _Reader()
     chunks: list[np.ndarray] = []
-    try:
-        for meta, geom in parts:
-            minx, miny, maxx, maxy = geom.bounds
-            t = meta.transform  # axis-aligned (checked in read_tile_meta)
-            cols = ((minx - t.c) / t.a, (maxx - t.c) / t.a)
-            rows = ((miny - t.f) / t.e, (maxy - t.f) / t.e)
-            c0 = max(int(np.floor(min(cols))), 0)
-            r0 = max(int(np.floor(min(rows))), 0)
-            c1 = min(int(np.ceil(max(cols))), meta.width)
-            r1 = min(int(np.ceil(max(rows))), meta.height)
-            if c1 <= c0 or r1 <= r0:
-                continue
-            win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-            wt = rasterio.Affine(t.a, 0.0, t.c + c0 * t.a, 0.0, t.e, t.f + r0 * t.e)
-            with _RASTERIZE_LOCK:  # rasterio's in-memory rasterize is not reliably thread-safe
-                inside = rasterio.features.geometry_mask(
-                    [geom],
-                    out_shape=(r1 - r0, c1 - c0),
-                    transform=wt,
-                    all_touched=all_touched,
-                    invert=True,
-                )
-            if not inside.any():
-                continue
-            try:
-                ds = reader.get(meta.path)
-                arr = ds.read(window=win)  # (D, h, w)
-                mask = ds.read_masks(1, window=win)[inside] > 0 if meta.masked else None
-            except RasterioError as e:
-                raise InputError(
-                    f"cannot read embedding tile {meta.path} (rows {r0}:{r1}, cols {c0}:{c1}): "
-                    f"{e}; expected a complete GeoTIFF (truncated or damaged? re-download it)"
-                ) from e
-            vals = arr[:, inside]  # (D, n)
-            valid = np.ones(vals.shape[1], dtype=bool) if mask is None else mask
-            nd = nodata_code(
-                meta.nodata if nodata is None else nodata, meta.dtype, meta.path, nodata is not None
-            )
-            if nd is not None:
-                valid &= ~(vals == np.asarray(nd, dtype=vals.dtype)).any(axis=0)
-            x = decode_values(vals[:, valid], decode, meta.dtype)
-            if x.dtype.kind == "f":
-                x = x[:, np.isfinite(x).all(axis=0)]
-            if tally is not None:
-                with _TALLY_LOCK:
-                    acc = tally.setdefault(meta.path, np.zeros(2, np.int64))
-                    acc += (vals.shape[1], x.shape[1])
-            if x.shape[1]:
-                chunks.append(x.T)
-    finally:
-        if own:
-            reader.close()
+    job = Job({}, "mean", 0, decode, nodata, all_touched, weighting)
+    for meta, geom in parts:
+        got = _tile_pixels(job, meta, {0: geom}, {})
+        if 0 in got:
+            chunks.append(got[0][0])
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32), 0
-    return np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32), len(chunks)
-
-
-def pool_pixels(
-    pixels: np.ndarray,
-    method: str,
-    out_dim: int,
-    state: Any = None,
-    dtype: torch.dtype = torch.float64,
-) -> np.ndarray:
-    """Pool ``pixels`` (N, D) into one (F,) vector with :func:`geoemb.pooling.pool`.
-
-    The pixel set is laid out as a 1×N strip ``(1, D, 1, N)``; methods that use the spatial layout
-    (``center_weighted_mean``) are therefore not meaningful for polygons. ``N == 0`` gives NaNs.
-    """
-    if pixels.shape[0] == 0:
-        return np.full(out_dim, np.nan, dtype=np.float32)
-    x = torch.from_numpy(pixels.T.copy()).to(dtype).reshape(1, pixels.shape[1], 1, pixels.shape[0])
-    out = pool(x, method, mask=None, state=state)
-    return out.reshape(-1).detach().cpu().numpy().astype(np.float32)
+    return np.concatenate(chunks, axis=0), len(chunks)
 
 
 def _build_catalog(rasters: RasterInputs) -> tuple[gpd.GeoDataFrame, dict[int, TileMeta] | None]:
@@ -269,6 +163,7 @@ def zonal_stats(
     layer: str | None = None,
     output: PathLike | None = None,
     feature_prefix: str = FEATURE_PREFIX,
+    dask: Any = None,
     **knobs: Any,
 ) -> gpd.GeoDataFrame:
     """Pool embedding-raster pixels inside every polygon.
@@ -296,6 +191,10 @@ def zonal_stats(
         Layer of a multi-layer polygon file.
     output:
         Optional ``.parquet`` path, checked before any work and written atomically at the end.
+    dask:
+        Where the pixel work runs (:mod:`geoemb.utils.dask`): ``None``/``"none"`` in this process
+        (``pooling.num_workers`` threads), ``"local:N"`` on a local Dask cluster, a scheduler
+        address, or an existing ``distributed.Client``. The output is identical row by row.
     **knobs:
         Any field of the three parameter objects as a flat keyword (``tiles=…``,
         ``tile_index=…``, ``method=…``, ``land_column=None``, ``num_workers=2``…), applied over
@@ -313,6 +212,8 @@ def zonal_stats(
         Bad inputs or output path, naming the file and what was expected — before pixel work.
     """
     rasters, filters, pooling = split_knobs(knobs, rasters, filters, pooling)
+    if not hasattr(dask, "submit"):  # a spec (a distributed.Client is used as given)
+        dask = parse_dask_spec(dask)  # a bad spec fails before any work
     tile_index, decode, nodata = rasters.tile_index, rasters.decode, rasters.nodata
     method, all_touched, num_workers = pooling.method, pooling.all_touched, pooling.workers
     chunk_size = pooling.chunk_size
@@ -344,6 +245,10 @@ def zonal_stats(
         m = metas[j]
         check_decode(decode, m)
         nodata_code(m.nodata if nodata is None else nodata, m.dtype, m.path, nodata is not None)
+    if pooling.weighting == "coverage" and method not in WEIGHTED_METHODS:
+        raise InputError(
+            f"weighting='coverage' supports the methods {list(WEIGHTED_METHODS)}, not {method!r}"
+        )
     try:  # fail early: method and state
         out_dim = output_dim(method, dim)
         pool(torch.zeros(1, dim, 1, 2, dtype=torch.float64), method, state=state)
@@ -361,48 +266,25 @@ def zonal_stats(
             f"{n} rows get NaN features (check the polygons' CRS, the tiles, the --year filter)"
         )
 
-    wkts = {j: metas[j].crs.to_wkt() for j in needed}
     pairs: dict[int, list[int]] = {}
     for i, j in zip(poly_idx.tolist(), tile_idx.tolist(), strict=True):
         pairs.setdefault(i, []).append(j)
+    parts = plan_partitions(np.asarray(geoms_cat), pairs, metas, chunk_size)
+    job = Job({j: metas[j] for j in needed}, method, out_dim, decode, nodata, all_touched,
+              pooling.weighting, state)  # fmt: skip
 
     feats = np.full((n, out_dim), np.nan, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int64)
     ntiles = np.zeros(n, dtype=np.int64)
     tally: dict[str, np.ndarray] = {}
-    reader = _Reader()
 
-    def work_one(item: tuple[int, list[tuple[TileMeta, Any]]]) -> tuple[int, np.ndarray, int, int]:
-        i, parts = item
-        px, k = polygon_pixels(
-            parts, reader, decode=decode, nodata=nodata, all_touched=all_touched, tally=tally
-        )
-        return i, pool_pixels(px, method, out_dim, state), px.shape[0], k
+    def take(res: PartResult) -> None:
+        feats[res.rows], counts[res.rows], ntiles[res.rows] = res.feats, res.counts, res.ntiles
+        for path, acc in res.tally.items():
+            tally.setdefault(path, np.zeros(2, np.int64))[:] += acc
 
-    bar = tqdm(total=n, desc=f"zonal {method}", unit="poly", disable=not pooling.progress)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as ex:
-            for start in range(0, n, max(1, chunk_size)):
-                stop = min(n, start + chunk_size)
-                by_crs: dict[str, set[int]] = {}
-                for i in range(start, stop):
-                    for j in pairs.get(i, []):
-                        by_crs.setdefault(wkts[j], set()).add(i)
-                local: dict[tuple[int, str], Any] = {}
-                for wkt, rows in by_crs.items():
-                    idx = sorted(rows)
-                    reproj = work.iloc[idx].to_crs(wkt).to_numpy()
-                    local.update({(i, wkt): g for i, g in zip(idx, reproj, strict=True)})
-                items = [
-                    (i, [(metas[j], local[(i, wkts[j])]) for j in pairs.get(i, [])])
-                    for i in range(start, stop)
-                ]
-                for i, f, c, k in ex.map(work_one, items):
-                    feats[i], counts[i], ntiles[i] = f, c, k
-                    bar.update(1)
-    finally:
-        bar.close()
-        reader.close()
+    run_partitions(work.reset_index(drop=True), pairs, parts, job, dask=dask,
+                   threads=num_workers, progress=pooling.progress, on_result=take)  # fmt: skip
     for path, (inside, valid) in sorted(tally.items()):
         if inside and not valid:
             warn(f"embedding tile {path}: all {inside} pixels under the polygons are nodata")
@@ -421,6 +303,7 @@ def zonal_stats(
         "feature_columns": names,
         "decode": decode,
         "all_touched": bool(all_touched),
+        "weighting": pooling.weighting,
         "filters": filter_counts,
         "n_tiles_used": len({p for p, (_, v) in tally.items() if v}),
         "n_empty": int((counts == 0).sum()),
