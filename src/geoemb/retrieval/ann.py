@@ -131,14 +131,20 @@ class AnnIndex(SearchIndex):
         return self._sorted(d, i)
 
     # -- persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the index to ``path`` and its key to ``path + '.json'`` (both atomic)."""
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the index to ``path`` and its key (plus ``extra``) to ``path + '.json'``
+        (both atomic; the key is written last and names the index file's SHA-256)."""
         import faiss
 
         path = Path(path)
         with atomic_path(path) as tmp:
             (faiss.write_index_binary if self.binary else faiss.write_index)(self._index, str(tmp))
-        rec = {**self.key(), "index_sha256": _file_sha(path), "faiss": faiss.__version__}
+        rec = {
+            **(extra or {}),
+            **self.key(),
+            "index_sha256": _file_sha(path),
+            "faiss": faiss.__version__,
+        }
         atomic_write_text(Path(f"{path}.json"), json.dumps(rec, sort_keys=True, indent=1))
         return path
 
@@ -370,9 +376,12 @@ ANN_CLASSES: dict[str, type[AnnIndex]] = {
 }
 
 
-def load_ann(path: str | os.PathLike, data: ArrayLike, metric: str | None = None,
-             **params: Any) -> AnnIndex:  # fmt: skip
+def load_ann(path: str | os.PathLike, data: ArrayLike | None, metric: str | None = None,
+             content: str | None = None, **params: Any) -> AnnIndex:  # fmt: skip
     """Load an index saved by :meth:`AnnIndex.save` for ``data`` (codes or float vectors).
+
+    ``data=None`` with ``content`` (the expected :func:`content_sha256`, e.g. kept by a caller that
+    keys the data another way) skips hashing the data.
 
     ``params`` (build parameters such as ``nlist``; query knobs such as ``nprobe`` are applied,
     not compared) must equal the saved ones when given.
@@ -400,13 +409,17 @@ def load_ann(path: str | os.PathLike, data: ArrayLike, metric: str | None = None
         raise ResumeMismatchError(f"{path}: the index file does not match its key {meta_path} "
                                   "(index_sha256 differs); rebuild it")  # fmt: skip
     query_knobs = {k: params.pop(k) for k in list(params) if k in cls._query_knobs}
-    arr = np.asarray(_to_numpy(data))
-    if cls.binary:
+    if data is None:
+        if content is None:
+            raise ValueError("load_ann: give the data or its content hash")
+        now = {"content_sha256": content, "metric": metric or rec["metric"]}
+    elif cls.binary:
+        arr = np.asarray(_to_numpy(data))
         codes = check_codes(arr, name="database codes")
         now = {"dim": int(params.pop("dim", rec["dim"])), "ntotal": len(codes),
                "metric": "hamming", "content_sha256": content_sha256(codes)}  # fmt: skip
     else:
-        vec = np.asarray(arr, dtype=np.float32)
+        vec = np.asarray(_to_numpy(data), dtype=np.float32)
         now = {"dim": int(vec.shape[1]) if vec.ndim == 2 else -1, "ntotal": len(vec),
                "metric": metric or rec["metric"], "content_sha256": content_sha256(vec)}  # fmt: skip
     saved = {k: rec[k] for k in now}

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 from geoemb.compression.bitpack import pack_bits
 from geoemb.errors import GeoembError, InputError, OutputError, ResumeMismatchError
 from geoemb.retrieval import geohash
+from geoemb.retrieval.corpus_index import write_id_index
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
     _sha256,
@@ -467,6 +468,7 @@ def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) ->
             b"geoemb:quantization": json.dumps(cfg["quantization"]).encode(),
             b"geoemb:model": json.dumps(cfg["model"]).encode()}  # fmt: skip
     table = table.replace_schema_metadata(meta)
+    write_id_index(root, table)  # before the manifest: a manifest never lacks its id index
     with atomic_path(root / MANIFEST) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return root / MANIFEST
