@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 from geoemb.compression.bitpack import pack_bits
 from geoemb.errors import GeoembError, InputError, OutputError, ResumeMismatchError
 from geoemb.retrieval import geohash
+from geoemb.retrieval.compact import COMPACT_DIR, compact, compacted_shards
 from geoemb.retrieval.corpus_index import write_id_index
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
@@ -68,6 +69,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.parquet"
 MANIFEST_VERSION = 1
 LOCK = ".build.lock"
+
+
+def _sign_encode(x: np.ndarray) -> np.ndarray:
+    return pack_bits(np.asarray(x) > 0)
 
 
 class CorpusIntegrityError(GeoembError, RuntimeError):
@@ -92,6 +97,7 @@ class BuildConfig:
     quantization: dict
     model: dict
     source: dict = field(default_factory=dict)
+    compact_rows: int = 0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -155,7 +161,8 @@ class CorpusBuilder:
                  max_rows_per_shard: int = 5000, quantization: Mapping | None = None,
                  model: Mapping | None = None,
                  encoder: Callable[[np.ndarray], np.ndarray] | None = None,
-                 source: Mapping | None = None, lock: bool = True) -> None:  # fmt: skip
+                 source: Mapping | None = None, lock: bool = True,
+                 compact_rows: int | None = None) -> None:  # fmt: skip
         self.root = Path(root)
         geohash._check_precision(geohash_precision)
         if max_rows_per_shard < 1:
@@ -163,8 +170,12 @@ class CorpusBuilder:
         quant = dict(quantization or {"method": "binary", "threshold": 0.0, "bits": 1})
         self.config = BuildConfig(int(geohash_precision), (int(dim) + 7) // 8, int(dim),
                                   int(max_rows_per_shard), quant, dict(model or {}),
-                                  json.loads(json.dumps(dict(source or {}))))  # fmt: skip
-        self.encoder = encoder or (lambda x: pack_bits(np.asarray(x) > 0))
+                                  json.loads(json.dumps(dict(source or {}))),
+                                  int(compact_rows or 0))  # fmt: skip
+        if self.config.compact_rows < 0:
+            raise ValueError("compact_rows must be >= 0 (0: no compaction)")
+        self._custom_encoder = encoder is not None
+        self.encoder = encoder or _sign_encode
         if self.root.exists() and not self.root.is_dir():
             raise OutputError(f"corpus root {self.root} exists and is not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -227,13 +238,16 @@ class CorpusBuilder:
         except (OSError, ValueError) as e:
             raise InputError(f"{cfg_path}: unreadable build record ({e}); use a new root") from e
         old.setdefault("source", {})  # records of builds made before inputs were recorded
+        old.setdefault("compact_rows", 0)  # ... and before compaction existed
         diff = _differences(old, new)
         started = any((self.root / "_parts").glob("part-*.json"))
         if diff and not started and self._lock_fh is not None:
             # nothing was completed (e.g. the first try stopped at a bad input): not a resume
             log.warning("%s: no completed part; starting over with the new configuration (%s)",
                         self.root, "; ".join(diff))  # fmt: skip
-            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST]:
+            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST,
+                      *self.root.glob("geohash=*/cell-*.parquet"),
+                      *self.root.glob(f"{COMPACT_DIR}/*.json")]:  # fmt: skip
                 f.unlink(missing_ok=True)
             atomic_write_text(cfg_path, self.config.to_json())
             return
@@ -390,7 +404,10 @@ class CorpusBuilder:
             self.close()
 
     def finalize(
-        self, expected_rows: int | None = None, parts: Iterable[int] | None = None
+        self,
+        expected_rows: int | None = None,
+        parts: Iterable[int] | None = None,
+        client: Any = None,
     ) -> Path:
         """Check the completed parts and write ``manifest.parquet`` (atomic); release the lock.
 
@@ -419,6 +436,11 @@ class CorpusBuilder:
                 )
             if self._lock_fh is not None:  # only the lock holder may delete files
                 _remove_orphans(self.root)
+            if self.config.compact_rows:
+                meta = {"geoemb:quantization": self.config.quantization,
+                        "geoemb:model": self.config.model}  # fmt: skip
+                compact(self.root, self.config.compact_rows, self.config.geohash_precision, meta,
+                        client=client)  # fmt: skip
             return write_manifest(self.root, expected_rows=expected_rows)
         finally:
             self.close()
@@ -450,6 +472,13 @@ def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) ->
         if not isinstance(rec, list) and sum(s["rows"] for s in shards) != rec["rows"]:
             raise CorpusIntegrityError(f"{marker}: shard rows do not add up to the part's rows")
         rows.extend(shards)
+    if cfg.get("compact_rows"):
+        part_rows = sum(r["rows"] for r in rows)
+        rows = compacted_shards(root)
+        if sum(r["rows"] for r in rows) != part_rows:
+            raise CorpusIntegrityError(f"{root}: the compacted cells hold "
+                                       f"{sum(r['rows'] for r in rows)} rows, the parts "
+                                       f"{part_rows}; remove the root and rebuild")  # fmt: skip
     rows.sort(key=lambda r: r["path"])
     n_rows = int(sum(r["rows"] for r in rows))
     if expected_rows is not None and n_rows != int(expected_rows):
