@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from geoemb.compression.bitpack import pack_bits
 from geoemb.errors import GeoembError, InputError, OutputError, ResumeMismatchError
 from geoemb.retrieval import geohash
-from geoemb.retrieval.compact import COMPACT_DIR, compact, compacted_shards
+from geoemb.retrieval.compact import COMPACT_DIR, SPILL_DIR, compact, compacted_shards, write_spill
 from geoemb.retrieval.corpus_index import write_id_index
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
@@ -247,7 +247,8 @@ class CorpusBuilder:
                         self.root, "; ".join(diff))  # fmt: skip
             for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST,
                       *self.root.glob("geohash=*/cell-*.parquet"),
-                      *self.root.glob(f"{COMPACT_DIR}/*.json")]:  # fmt: skip
+                      *self.root.glob(f"{COMPACT_DIR}/*.json"),
+                      *self.root.glob(f"{SPILL_DIR}/*.parquet")]:  # fmt: skip
                 f.unlink(missing_ok=True)
             atomic_write_text(cfg_path, self.config.to_json())
             return
@@ -351,9 +352,13 @@ class CorpusBuilder:
         order = np.lexsort((table["id"].to_numpy(), cells))
         table, cells = table.take(pa.array(order)), np.asarray(cells)[order]
         meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
-        infos = []
         uniq, starts = np.unique(cells, return_index=True)
         bounds = list(starts) + [len(cells)]
+        if self.config.compact_rows:  # one spill file per part, one row group per cell
+            infos = write_spill(self.root, part, table, uniq, bounds)
+            uniq = []
+        else:
+            infos = []
         for c, cell in enumerate(uniq):
             for j, s in enumerate(range(bounds[c], bounds[c + 1], self.config.max_rows_per_shard)):
                 e = min(s + self.config.max_rows_per_shard, bounds[c + 1])
