@@ -45,6 +45,26 @@ def test_compaction_few_files_per_cell_same_rows(tmp_path, src):
     assert f.metadata.row_group(0).column(f.schema_arrow.names.index("id")).statistics is not None
 
 
+def test_bbox_read_prunes_row_groups(tmp_path, src, monkeypatch):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    import geoemb.retrieval.compact as c
+
+    monkeypatch.setattr(c, "ROW_GROUP_ROWS", 20)
+    plain = _build(src, tmp_path / "plain", "--compact-rows", "0")
+    comp = _build(src, tmp_path / "comp", "--compact-rows", "100000")
+    big = comp.manifest.sort_by([("rows", "descending")])
+    w, s, e, n = (big[k][0].as_py() for k in ("xmin", "ymin", "xmax", "ymax"))
+    box = (w + 0.4 * (e - w), s + 0.4 * (n - s), w + 0.45 * (e - w), s + 0.45 * (n - s))
+    assert comp.read(bbox=box).equals(plain.read(bbox=box))
+    frag = next(iter(ds.dataset(str(tmp_path / "comp" / big["path"][0].as_py())).get_fragments()))
+    expr = ((pc.field("bbox", "xmax") >= box[0]) & (pc.field("bbox", "xmin") <= box[2])
+            & (pc.field("bbox", "ymax") >= box[1]) & (pc.field("bbox", "ymin") <= box[3]))  # fmt: skip
+    groups = frag.metadata.num_row_groups
+    assert groups >= 8 and len(frag.split_by_row_group(filter=expr)) <= groups // 2
+
+
 def test_compacted_output_independent_of_batching(tmp_path, src):
     a = _build(src, tmp_path / "a", "--batch-rows", "300", "--compact-rows", "700")
     b = _build(src, tmp_path / "b", "--batch-rows", "1000", "--compact-rows", "700")

@@ -38,6 +38,8 @@ COMPACT_DIR = "_compact"
 SPILL_DIR = "_spill"
 #: Rows compacted per task (bounds a task's memory: ~200 B per 1024-bit row).
 GROUP_ROWS = 1_000_000
+#: Rows per Parquet row group of a cell file (rows spatially sorted: bbox statistics prune reads).
+ROW_GROUP_ROWS = 16384
 
 
 def write_spill(root: Path, part: int, table: pa.Table, cells: np.ndarray,
@@ -90,7 +92,7 @@ def _done_cells(root: Path) -> dict[str, list[dict]]:
 
 
 def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: int,
-                 precision: int, meta: dict[str, Any], row_group_rows: int = 16384,
+                 precision: int, meta: dict[str, Any], row_group_rows: int | None = None,
                  files: dict | None = None) -> list[dict]:  # fmt: skip
     """Merge one cell's spill row groups (or part shards) into its ``cell-JJJ.parquet`` files;
     return their records.
@@ -129,7 +131,8 @@ def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: 
         rel = f"geohash={cell}/cell-{j:03d}.parquet"
         (root / rel).parent.mkdir(exist_ok=True)
         tmp = root / f"{rel}.{os.getpid()}.tmp"
-        pq.write_table(sub, tmp, compression="zstd", row_group_size=row_group_rows)
+        pq.write_table(sub, tmp, compression="zstd",
+                       row_group_size=row_group_rows or ROW_GROUP_ROWS)  # fmt: skip
         os.replace(tmp, root / rel)
         b = sub["bbox"].combine_chunks()
         infos.append({
