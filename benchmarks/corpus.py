@@ -111,6 +111,18 @@ def geoemb_build(src: str, out: str, precision: int, batch_rows: int, dim: int,
             "cells": len(per_cell), "max_files_per_cell": max(per_cell.values())}  # fmt: skip
 
 
+def _peak_rss_gb() -> float:
+    """This process's peak RSS (``VmHWM``: reset by exec, unlike ``ru_maxrss``, which a child
+    inherits from the parent it was forked from)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _child(args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, __file__, "--child", *args], env=env, check=True,
@@ -133,7 +145,7 @@ def main() -> None:
         kind, src, out, prec, br, dim, dask = a.child
         r = (floor(src, out, int(prec), int(br)) if kind == "floor"
              else geoemb_build(src, out, int(prec), int(br), int(dim), dask if dask != "-" else None))  # fmt: skip
-        r["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        r["peak_rss_gb"] = _peak_rss_gb()
         print(json.dumps(r))
         return
     from geoemb.synthetic.retrieval_corpus import generate
