@@ -9,8 +9,9 @@ Same input (synthetic float32 embeddings in ``--parts`` Parquet files), same out
   into few files per cell, sha256 of every file, GeoParquet metadata, manifest, id index), in this
   process and with ``--dask local:N``.
 
-Each run is a separate process (peak RSS = its own ``ru_maxrss``); rows/s counts input rows over
-the wall time of the whole build.
+Each run is a separate process (peak RSS = its own ``VmHWM``); rows/s counts input rows over
+the wall time of the whole build; rows per CPU-second (user + system time of that process; not
+shown for Dask, whose work runs in worker processes) is the per-core rate, robust to a loaded box.
 
     python benchmarks/corpus.py                     # 200k rows x 1024-d, precision 2
     python benchmarks/corpus.py --n 50000 --quick   # smaller, no Dask rows
@@ -146,6 +147,8 @@ def main() -> None:
         r = (floor(src, out, int(prec), int(br)) if kind == "floor"
              else geoemb_build(src, out, int(prec), int(br), int(dim), dask if dask != "-" else None))  # fmt: skip
         r["peak_rss_gb"] = _peak_rss_gb()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        r["cpu_s"] = ru.ru_utime + ru.ru_stime  # this process only (not Dask workers)
         print(json.dumps(r))
         return
     from geoemb.synthetic.retrieval_corpus import generate
