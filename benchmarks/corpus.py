@@ -176,12 +176,23 @@ def main() -> None:
                   f"{r['cells']} cells  peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
             shutil.rmtree(out, ignore_errors=True)
         base = rows[0]["rows/s"]
-        print("\n| build | rows/s | vs floor | files | cells | max files/cell | peak RSS GB |")
-        print("|---|---|---|---|---|---|---|")
+        base_cpu = rows[0]["rows"] / rows[0]["cpu_s"]
+        print(
+            "\n| build | rows/s | vs floor | rows per CPU-s | vs floor | files | cells | "
+            "max files/cell | peak RSS GB |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            dask = r["build"].startswith("geoemb --dask")
+            cpu = (
+                "- | -"
+                if dask
+                else (f"{r['rows'] / r['cpu_s']:.0f} | {r['rows'] / r['cpu_s'] / base_cpu:.2f}")
+            )
             print(
-                f"| {r['build']} | {r['rows/s']:.0f} | {r['rows/s'] / base:.2f} | {r['files']} "
-                f"| {r['cells']} | {r.get('max_files_per_cell', 1)} | {r['peak_rss_gb']:.2f} |"
+                f"| {r['build']} | {r['rows/s']:.0f} | {r['rows/s'] / base:.2f} | {cpu} "
+                f"| {r['files']} | {r['cells']} | {r.get('max_files_per_cell', 1)} "
+                f"| {r['peak_rss_gb']:.2f} |"
             )
         print("\n(Dask rows: peak RSS is the driver's; workers are separate processes.)")
     finally:
