@@ -7,6 +7,11 @@ are re-exported here. On-disk layout (``root/``)::
     _parts/part-<PPPPP>.json                    completion record of input part P (written last)
     _build.json                                 builder configuration + inputs (checked on resume)
     manifest.parquet                            path, rows, xmin, ymin, xmax, ymax, cell, part, bytes, sha256
+    id_index.parquet                            id → shard, row (query by id; see corpus_index)
+
+With compaction (``compact_rows > 0``; the CLI default) each part is spilled to
+``_spill/part-<PPPPP>.arrow`` and every cell ends as ``geohash=<cell>/cell-<JJJ>.parquet`` files
+(records in ``_compact/``; see :mod:`geoemb.retrieval.compact`). Saved ANN indexes live in ``_ann/``.
 
 Shard schema: ``id`` int64, ``code`` FixedSizeList<uint8>[B] (np.packbits layout), ``lon``/``lat``
 float64 (row centroid, used for the geohash cell), ``bbox`` struct<xmin, ymin, xmax, ymax> (GeoParquet
