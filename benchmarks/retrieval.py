@@ -6,6 +6,7 @@ held-in queries (excluded from their own results), k=10.
     python benchmarks/retrieval.py                 # N=200k, 1k queries, 1024-d
     python benchmarks/retrieval.py --quick         # N=20k, 200 queries
     python benchmarks/retrieval.py --device cuda   # torch backends on the GPU
+    python benchmarks/retrieval.py --ann --n 1000000   # ANN recall@10-QPS curves vs exact Hamming
 
 Anchors: FAISS ``IndexBinaryFlat`` (raw ``index.search``), FAISS ``IndexFlatIP``, ``torch.cdist``
 + ``topk`` (TerraBit's GPU harness). Ratios are geoemb QPS / anchor QPS.
@@ -25,7 +26,7 @@ import torch
 
 from geoemb.compression.bitpack import pack_bits
 from geoemb.reporting.tables import to_markdown
-from geoemb.retrieval import build_index, measure_qps
+from geoemb.retrieval import build_index, measure_qps, recall_at_k
 from geoemb.retrieval.study import recall_table
 from geoemb.synthetic.retrieval_corpus import make_embeddings
 
@@ -42,7 +43,28 @@ def main() -> None:
                     help="queries used for the slow CPU torch kernels (SWAR, GEMM)")  # fmt: skip
     ap.add_argument("--methods", default="binary,binary_rerank,binary_rerank_int8,int8,int4,"
                     "rotate_affine_int4,turboquant_mse_4")  # fmt: skip
+    ap.add_argument(
+        "--ann",
+        action="store_true",
+        help="ANN curves: binary_ivf / binary_hnsw / float_ivfpq vs the exact scan",
+    )
+    ap.add_argument(
+        "--hnsw-n",
+        type=int,
+        default=None,
+        help="--ann: rows for binary_hnsw (its build is slow; default --n)",
+    )
+    ap.add_argument("--no-float", action="store_true", help="--ann: skip float_ivfpq")
+    ap.add_argument(
+        "--float-n",
+        type=int,
+        default=200_000,
+        help="--ann: rows for float_ivfpq vs exact float (default 200k: memory)",
+    )
     a = ap.parse_args()
+    if a.ann:
+        ann_main(a)
+        return
     n = a.n or (20_000 if a.quick else 200_000)
     nq = a.nq or (200 if a.quick else 1000)
     dev = torch.device(a.device)
@@ -134,6 +156,135 @@ def main() -> None:
                         "tie_recall@10", "QPS", "error") if c in rec.columns]  # fmt: skip
     print(f"\n## recall vs exact float32 GT (computed in {time.perf_counter() - t0:.0f}s)\n")
     print(to_markdown(rec[cols], floatfmt=".3f"))
+
+
+def _codes_corpus(n: int, nq: int, dim: int, keep_float: bool):
+    """``n`` database + ``nq`` held-out rows, in chunks of 1M (seed = chunk index) as sign codes."""
+    codes, xs = [], []
+    for c, s in enumerate(range(0, n + nq, 1_000_000)):
+        m = min(1_000_000, n + nq - s)
+        x, _, _ = make_embeddings(m, dim, seed=c)
+        codes.append(pack_bits(x > 0))
+        if keep_float:
+            xs.append(x)
+        del x
+    codes = np.concatenate(codes)
+    rng = np.random.default_rng(1)
+    qpos = np.sort(rng.choice(n + nq, nq, replace=False))
+    keep = np.ones(n + nq, bool)
+    keep[qpos] = False
+    xf = np.concatenate(xs) if keep_float else None
+    return (codes[keep], codes[qpos], None if xf is None else xf[keep],
+            None if xf is None else xf[qpos])  # fmt: skip
+
+
+def ann_main(a) -> None:
+    """Recall@10-QPS curves of the ANN backends vs the exact Hamming scan (same queries)."""
+    n = a.n or 1_000_000
+    nq = a.nq or 200
+    k = a.k
+    print(f"# ANN benchmark: N={n}, nq={nq} held-out queries, dim={a.dim} bits, k={k}")
+    print(f"# CPU: {platform.processor() or platform.machine()}, os.cpu_count={os.cpu_count()}, "
+          f"faiss threads={faiss.omp_get_max_threads()}, load avg={os.getloadavg()}")  # fmt: skip
+    t0 = time.perf_counter()
+    codes, qcodes, x, q = _codes_corpus(n, nq, a.dim, keep_float=not a.no_float)
+    print(f"# data generated in {time.perf_counter() - t0:.1f}s", flush=True)
+    rows = []
+
+    def record(backend, param, build_s, t, d_ex, i_ex, exact_qps, hamming=True):
+        i = np.asarray(t.result[1])
+        rec = recall_at_k(i_ex, i, k)
+        tie = (float((np.asarray(t.result[0])[:, :k] <= d_ex[:, k - 1 : k]).mean())
+               if hamming else float("nan"))  # fmt: skip
+        rows.append({"backend": backend, "param": param, "build_s": build_s, "QPS": t.qps,
+                     "speedup": t.qps / exact_qps, "recall@10": rec, "tie_recall@10": tie})  # fmt: skip
+        print(f"{backend:12s} {param:16s} QPS={t.qps:9.1f} x{t.qps / exact_qps:6.1f} "
+              f"recall@10={rec:.4f} tie={tie:.4f}", flush=True)  # fmt: skip
+
+    exact = {}
+    for name in ("hamming_numba", "hamming_faiss"):
+        t1 = time.perf_counter()
+        idx = build_index(name, codes, dim=a.dim)
+        b = time.perf_counter() - t1
+        exact[name] = measure_qps(idx.search, qcodes, k, repeats=2)
+        rows.append({"backend": name, "param": "exact", "build_s": b, "QPS": exact[name].qps,
+                     "speedup": 1.0, "recall@10": 1.0, "tie_recall@10": 1.0})  # fmt: skip
+        print(f"{name:12s} exact QPS={exact[name].qps:.1f}", flush=True)
+        del idx
+    base = max(exact.values(), key=lambda t: t.qps)
+    d_ex, i_ex = (np.asarray(v) for v in base.result)
+    assert np.array_equal(exact["hamming_numba"].result[0], exact["hamming_faiss"].result[0])
+
+    t1 = time.perf_counter()
+    ivf = build_index("binary_ivf", codes, dim=a.dim)
+    b = time.perf_counter() - t1
+    print(f"# binary_ivf: nlist={ivf.nlist}, train_size={ivf.train_size}, build {b:.1f}s")
+    for p in (1, 2, 4, 8, 16, 32, 64, 128):
+        ivf.set_search_params(nprobe=p)
+        record("binary_ivf", f"nprobe={p}", b, measure_qps(ivf.search, qcodes, k, repeats=3), d_ex, i_ex,
+               base.qps)  # fmt: skip
+    del ivf
+    nh = min(n, a.hnsw_n or n)
+    if nh == n:
+        d_h, i_h, qps_h = d_ex, i_ex, base.qps
+    else:  # the exact baseline of the subset
+        t = measure_qps(build_index("hamming_numba", codes[:nh], dim=a.dim).search, qcodes, k)
+        d_h, i_h, qps_h = (*(np.asarray(v) for v in t.result), t.qps)
+        rows.append(
+            {
+                "backend": "hamming_numba",
+                "param": f"exact N={nh}",
+                "build_s": 0.0,
+                "QPS": t.qps,
+                "speedup": 1.0,
+                "recall@10": 1.0,
+                "tie_recall@10": 1.0,
+            }
+        )
+    t1 = time.perf_counter()
+    hnsw = build_index("binary_hnsw", codes[:nh], dim=a.dim, M=16, ef_construction=40)
+    b = time.perf_counter() - t1
+    print(f"# binary_hnsw: N={nh}, M=16, ef_construction=40, build {b:.1f}s", flush=True)
+    for ef in (16, 32, 64, 128, 256):
+        hnsw.set_search_params(ef_search=ef)
+        record("binary_hnsw", f"ef={ef} N={nh}", b, measure_qps(hnsw.search, qcodes, k, repeats=3), d_h, i_h,
+               qps_h)  # fmt: skip
+    del hnsw
+    if x is not None:
+        nf = min(n, a.float_n)
+        x = x[:nf]
+        fi = faiss.IndexFlatIP(a.dim)
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        fi.add(xn)
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        t = measure_qps(fi.search, qn, k)
+        d_f, i_f = t.result
+        rows.append(
+            {
+                "backend": "faiss IndexFlatIP",
+                "param": f"exact cosine N={nf}",
+                "build_s": 0.0,
+                "QPS": t.qps,
+                "speedup": 1.0,
+                "recall@10": 1.0,
+                "tie_recall@10": 1.0,
+            }
+        )
+        print(f"float exact cosine QPS={t.qps:.1f}", flush=True)
+        del fi, xn
+        t1 = time.perf_counter()
+        pq_idx = build_index("float_ivfpq", x, metric="cosine", m=64, nbits=8)
+        b = time.perf_counter() - t1
+        print(f"# float_ivfpq: nlist={pq_idx.nlist}, m=64, nbits=8, build {b:.1f}s", flush=True)
+        for p in (1, 4, 16, 64):
+            pq_idx.set_search_params(nprobe=p)
+            record("float_ivfpq", f"nprobe={p} N={nf}", b, measure_qps(pq_idx.search, q, k, repeats=3), d_f, i_f,
+                   t.qps, hamming=False)  # fmt: skip
+    print(
+        "\n## ANN recall@10 vs QPS (speedup vs the faster exact scan of the same rows; "
+        "float_ivfpq: recall vs exact float cosine, speedup vs IndexFlatIP)\n"
+    )
+    print(to_markdown(pd.DataFrame(rows), floatfmt=".3f"))
 
 
 if __name__ == "__main__":

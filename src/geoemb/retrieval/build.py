@@ -49,8 +49,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geoemb.compression.bitpack import pack_bits
-from geoemb.errors import GeoembError, InputError, OutputError, ResumeMismatchError
+from geoemb.errors import InputError, OutputError, ResumeMismatchError
 from geoemb.retrieval import geohash
+from geoemb.retrieval.compact import COMPACT_DIR, SPILL_DIR, compact, write_spill
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
     _sha256,
@@ -59,22 +60,24 @@ from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     input_identity,
     iter_parquet_parts,
 )
+from geoemb.retrieval.manifest import (  # noqa: F401  (re-exported)
+    MANIFEST,
+    MANIFEST_VERSION,
+    BuildLockedError,
+    CorpusIntegrityError,
+    _remove_orphans,
+    write_manifest,
+)
 from geoemb.utils.geoparquet import bbox_struct, boxes_wkb, points_wkb, with_geo_metadata
 from geoemb.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.parquet"
-MANIFEST_VERSION = 1
 LOCK = ".build.lock"
 
 
-class CorpusIntegrityError(GeoembError, RuntimeError):
-    """The completed parts do not add up to the input (missing/extra parts, row count differs)."""
-
-
-class BuildLockedError(OutputError):
-    """Another process is building into the same corpus root."""
+def _sign_encode(x: np.ndarray) -> np.ndarray:
+    return pack_bits(np.asarray(x) > 0)
 
 
 # --------------------------------------------------------------------------- builder
@@ -91,6 +94,7 @@ class BuildConfig:
     quantization: dict
     model: dict
     source: dict = field(default_factory=dict)
+    compact_rows: int = 0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -154,7 +158,8 @@ class CorpusBuilder:
                  max_rows_per_shard: int = 5000, quantization: Mapping | None = None,
                  model: Mapping | None = None,
                  encoder: Callable[[np.ndarray], np.ndarray] | None = None,
-                 source: Mapping | None = None, lock: bool = True) -> None:  # fmt: skip
+                 source: Mapping | None = None, lock: bool = True,
+                 compact_rows: int | None = None) -> None:  # fmt: skip
         self.root = Path(root)
         geohash._check_precision(geohash_precision)
         if max_rows_per_shard < 1:
@@ -162,8 +167,12 @@ class CorpusBuilder:
         quant = dict(quantization or {"method": "binary", "threshold": 0.0, "bits": 1})
         self.config = BuildConfig(int(geohash_precision), (int(dim) + 7) // 8, int(dim),
                                   int(max_rows_per_shard), quant, dict(model or {}),
-                                  json.loads(json.dumps(dict(source or {}))))  # fmt: skip
-        self.encoder = encoder or (lambda x: pack_bits(np.asarray(x) > 0))
+                                  json.loads(json.dumps(dict(source or {}))),
+                                  int(compact_rows or 0))  # fmt: skip
+        if self.config.compact_rows < 0:
+            raise ValueError("compact_rows must be >= 0 (0: no compaction)")
+        self._custom_encoder = encoder is not None
+        self.encoder = encoder or _sign_encode
         if self.root.exists() and not self.root.is_dir():
             raise OutputError(f"corpus root {self.root} exists and is not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -226,13 +235,17 @@ class CorpusBuilder:
         except (OSError, ValueError) as e:
             raise InputError(f"{cfg_path}: unreadable build record ({e}); use a new root") from e
         old.setdefault("source", {})  # records of builds made before inputs were recorded
+        old.setdefault("compact_rows", 0)  # ... and before compaction existed
         diff = _differences(old, new)
         started = any((self.root / "_parts").glob("part-*.json"))
         if diff and not started and self._lock_fh is not None:
             # nothing was completed (e.g. the first try stopped at a bad input): not a resume
             log.warning("%s: no completed part; starting over with the new configuration (%s)",
                         self.root, "; ".join(diff))  # fmt: skip
-            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST]:
+            for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST,
+                      *self.root.glob("geohash=*/cell-*.parquet"),
+                      *self.root.glob(f"{COMPACT_DIR}/*.json"),
+                      *self.root.glob(f"{SPILL_DIR}/*.arrow")]:  # fmt: skip
                 f.unlink(missing_ok=True)
             atomic_write_text(cfg_path, self.config.to_json())
             return
@@ -336,9 +349,13 @@ class CorpusBuilder:
         order = np.lexsort((table["id"].to_numpy(), cells))
         table, cells = table.take(pa.array(order)), np.asarray(cells)[order]
         meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
-        infos = []
         uniq, starts = np.unique(cells, return_index=True)
         bounds = list(starts) + [len(cells)]
+        if self.config.compact_rows:  # one spill file per part, one row group per cell
+            infos = write_spill(self.root, part, table, uniq, bounds)
+            uniq = []
+        else:
+            infos = []
         for c, cell in enumerate(uniq):
             for j, s in enumerate(range(bounds[c], bounds[c + 1], self.config.max_rows_per_shard)):
                 e = min(s + self.config.max_rows_per_shard, bounds[c + 1])
@@ -389,7 +406,10 @@ class CorpusBuilder:
             self.close()
 
     def finalize(
-        self, expected_rows: int | None = None, parts: Iterable[int] | None = None
+        self,
+        expected_rows: int | None = None,
+        parts: Iterable[int] | None = None,
+        client: Any = None,
     ) -> Path:
         """Check the completed parts and write ``manifest.parquet`` (atomic); release the lock.
 
@@ -418,55 +438,11 @@ class CorpusBuilder:
                 )
             if self._lock_fh is not None:  # only the lock holder may delete files
                 _remove_orphans(self.root)
+            if self.config.compact_rows:
+                meta = {"geoemb:quantization": self.config.quantization,
+                        "geoemb:model": self.config.model}  # fmt: skip
+                compact(self.root, self.config.compact_rows, self.config.geohash_precision, meta,
+                        client=client)  # fmt: skip
             return write_manifest(self.root, expected_rows=expected_rows)
         finally:
             self.close()
-
-
-def _remove_orphans(root: Path) -> None:
-    """Delete shard files that no completed part lists (left by a killed writer)."""
-    listed = set()
-    for marker in (root / "_parts").glob("part-*.json"):
-        rec = json.loads(marker.read_text())
-        listed |= {s["path"] for s in (rec if isinstance(rec, list) else rec["shards"])}
-    for shard in root.glob("geohash=*/part-*.parquet"):
-        if shard.relative_to(root).as_posix() not in listed:
-            shard.unlink()
-
-
-def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) -> Path:
-    """(Re)build ``root/manifest.parquet`` from ``_parts/*.json`` and ``_build.json``.
-
-    Raises :class:`CorpusIntegrityError` if a part's shards do not add up to its rows, or the
-    total differs from ``expected_rows``.
-    """
-    root = Path(root)
-    cfg = json.loads((root / "_build.json").read_text())
-    rows: list[dict] = []
-    for marker in sorted((root / "_parts").glob("part-*.json")):
-        rec = json.loads(marker.read_text())
-        shards = rec if isinstance(rec, list) else rec["shards"]
-        if not isinstance(rec, list) and sum(s["rows"] for s in shards) != rec["rows"]:
-            raise CorpusIntegrityError(f"{marker}: shard rows do not add up to the part's rows")
-        rows.extend(shards)
-    rows.sort(key=lambda r: r["path"])
-    n_rows = int(sum(r["rows"] for r in rows))
-    if expected_rows is not None and n_rows != int(expected_rows):
-        raise CorpusIntegrityError(f"{root}: {n_rows} rows in the parts, expected {expected_rows}")
-    schema = pa.schema([("path", pa.string()), ("rows", pa.int64()), ("xmin", pa.float64()),
-                        ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64()),
-                        ("cell", pa.string()), ("part", pa.int64()), ("bytes", pa.int64()),
-                        ("sha256", pa.string())])  # fmt: skip
-    table = pa.Table.from_pylist(rows, schema=schema)
-    info = {"manifest_version": MANIFEST_VERSION, "partitioning": "geohash",
-            "geohash_precision": cfg["geohash_precision"], "code_column": "code",
-            "code_bytes": cfg["code_bytes"], "dim": cfg["dim"],
-            "max_rows_per_shard": cfg["max_rows_per_shard"],
-            "n_rows": n_rows, "n_shards": len(rows)}  # fmt: skip
-    meta = {b"geoemb:manifest": json.dumps(info).encode(),
-            b"geoemb:quantization": json.dumps(cfg["quantization"]).encode(),
-            b"geoemb:model": json.dumps(cfg["model"]).encode()}  # fmt: skip
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(root / MANIFEST) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return root / MANIFEST

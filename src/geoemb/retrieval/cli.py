@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from geoemb.compression import build as build_compressor
 from geoemb.errors import GeoembError, InputError, OutputError
 from geoemb.retrieval.build import CorpusBuilder
+from geoemb.retrieval.build_dask import build_on_dask
 from geoemb.retrieval.exemplar import (
     exemplar_query,
     export_geoparquet,
@@ -55,6 +56,7 @@ from geoemb.retrieval.inputs import (
 )
 from geoemb.retrieval.store import CorpusStore
 from geoemb.synthetic.retrieval_corpus import generate
+from geoemb.utils.dask import dask_client
 
 __all__ = ["build_parser", "dispatch", "main", "run"]
 
@@ -134,11 +136,17 @@ def _check_width(path: str, dim: int, quantizer: str) -> None:
 
 def cmd_build(a: argparse.Namespace) -> None:
     for name, v, lo in (("--batch-rows", a.batch_rows, 1), ("--max-rows", a.max_rows, 1),
-                        ("--dim", a.dim, 1), ("--fit-rows", a.fit_rows, 1)):  # fmt: skip
+                        ("--dim", a.dim, 1), ("--fit-rows", a.fit_rows, 1),
+                        ("--compact-rows", a.compact_rows, 0)):  # fmt: skip
         if v < lo:
             raise InputError(f"build-corpus: {name} must be >= {lo}, got {v}")
     table = table_input(a.input, a.source, a.embedding_column)
     paths = [str(f) for f in table.files] if table else _input_files(a.input)
+    if table is not None and a.dask:
+        raise InputError(
+            "build-corpus: --dask reads corpus-layout Parquet inputs (id, lon, lat, embedding); "
+            f"{a.input} is a {table.product.name} table: run it without --dask"
+        )
     out = Path(a.out).resolve()
     if table is not None and Path(a.input).is_dir() and out.is_relative_to(Path(a.input).resolve()):
         raise OutputError(f"build-corpus: --out {a.out} is inside the input table {a.input}")
@@ -182,14 +190,20 @@ def cmd_build(a: argparse.Namespace) -> None:
                  "fit_rows": int(len(sample)), "fit_file": Path(paths[0]).name}  # fmt: skip
     builder = CorpusBuilder(a.out, dim=a.dim, geohash_precision=a.precision,
                             max_rows_per_shard=a.max_rows, quantization=quant,
-                            model=json.loads(a.model), encoder=encoder, source=source)  # fmt: skip
-    manifest = builder.build(
-        table_parts(table, a.batch_rows, with_input=True)
-        if table is not None
-        else iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
-        progress=not a.quiet,
-        expected_rows=total_rows,
-    )
+                            model=json.loads(a.model), encoder=encoder, source=source,
+                            compact_rows=a.compact_rows)  # fmt: skip
+    with dask_client(a.dask) as client:
+        if client is None:
+            manifest = builder.build(
+                table_parts(table, a.batch_rows, with_input=True)
+                if table is not None
+                else iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
+                progress=not a.quiet,
+                expected_rows=total_rows,
+            )
+        else:
+            builder.progress = not a.quiet
+            manifest = build_on_dask(builder, inputs, a.batch_rows, client, total_rows)
     info = json.loads(pq.read_schema(manifest).metadata[b"geoemb:manifest"])
     print(f"manifest {manifest}: {info['n_rows']} rows in {info['n_shards']} shards")
 
@@ -209,9 +223,10 @@ def cmd_query(a: argparse.Namespace) -> None:
             )
     else:
         raise InputError("query: give --id or --point for the query vector")
-    res = store.search(
-        store.codes(rows), a.k + 1, bbox=a.bbox, polygon=a.polygon, backend=a.backend
-    )
+    knobs = {k: v for k, v in (("nprobe", a.nprobe), ("ef_search", a.ef_search))
+             if v is not None and a.backend in ("binary_ivf", "binary_hnsw")}  # fmt: skip
+    res = store.search(store.codes(rows), a.k + 1, bbox=a.bbox, polygon=a.polygon,
+                       backend=a.backend, ann_params=knobs)  # fmt: skip
     qid = rows["id"][0].as_py()
     res = res.filter(np.asarray(res["id"]) != qid).slice(0, a.k)
     print(res.select(["rank", "id", "distance", "lon", "lat"]).to_pandas().to_string(index=False))
@@ -296,6 +311,14 @@ def build_parser(
     p.add_argument("--quantizer", default="binary", help="geoemb.compression config (1-bit codes)")
     p.add_argument("--fit-rows", type=int, default=50000)
     p.add_argument("--model", default="{}", help="model metadata JSON for the footer")
+    p.add_argument("--compact-rows", type=int, default=1_000_000,
+                   help="compact each geohash cell into files of at most this many rows "
+                   "(0: keep one shard per input part and cell)")  # fmt: skip
+    p.add_argument(
+        "--dask",
+        default=None,
+        help="run on Dask: local, local:N or a scheduler address (default: this process)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_build)
 
@@ -304,7 +327,11 @@ def build_parser(
     p.add_argument("--id", type=int)
     p.add_argument("--point", type=_point, help="LON,LAT of the query chip")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--backend", default=None)
+    p.add_argument("--backend", default=None,
+                   help="search backend; binary_ivf / binary_hnsw use the ANN index saved beside "
+                   "the corpus (built on first use)")  # fmt: skip
+    p.add_argument("--nprobe", type=int, help="binary_ivf: cells scanned per query")
+    p.add_argument("--ef-search", type=int, help="binary_hnsw: candidate list per query")
     p.set_defaults(fn=cmd_query)
 
     p = sub.add_parser("exemplar", help="positive/negative exemplar query within an ROI")

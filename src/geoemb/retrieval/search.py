@@ -28,6 +28,7 @@ import torch
 
 from geoemb.compression.bitpack import pack_bits
 from geoemb.retrieval import topk as tk
+from geoemb.retrieval.ann import ANN_CLASSES, BinaryHNSWIndex, BinaryIVFIndex, FloatIVFPQIndex
 from geoemb.retrieval.hamming_index import (
     FP16_EXACT_BITS,
     HammingFaissIndex,
@@ -48,7 +49,7 @@ from geoemb.retrieval.index import (
 from geoemb.utils.registry import Registry
 
 __all__ = [
-    "BACKENDS", "FLOAT_METRICS", "FP16_EXACT_BITS", "HAMMING_BACKENDS", "BinaryRerankIndex",
+    "ANN_BACKENDS", "BACKENDS", "FLOAT_METRICS", "FP16_EXACT_BITS", "HAMMING_BACKENDS", "BinaryRerankIndex",
     "DequantizedIndex", "FloatFaissIndex", "FloatTorchIndex", "HammingFaissIndex",
     "HammingGemmIndex", "HammingNumbaIndex", "HammingNumpyIndex", "HammingTorchIndex",
     "SearchIndex", "build_index", "default_hamming_backend", "gemm_dtype", "sign_encoder",
@@ -299,28 +300,37 @@ def default_hamming_backend() -> str:
 #: ``float`` vectors, ``dequantized`` compressor codes, ``rerank``: codes + rerank vectors);
 #: ``device=True`` backends take a ``device=`` argument; ``metric`` fixes the metric (cdist: l2).
 BACKENDS = Registry("search backend")
-BACKENDS.add("hamming_numpy", HammingNumpyIndex, kind="hamming", device=False,
+BACKENDS.add("hamming_numpy", HammingNumpyIndex, kind="hamming", device=False, exact=True,
              description="XOR + np.bitwise_count on uint64 words (numpy)")  # fmt: skip
-BACKENDS.add("hamming_torch", HammingTorchIndex, kind="hamming", device=True,
+BACKENDS.add("hamming_torch", HammingTorchIndex, kind="hamming", device=True, exact=True,
              description="XOR + SWAR popcount on int64 words (torch, CPU/GPU)")  # fmt: skip
-BACKENDS.add("hamming_gemm", HammingGemmIndex, kind="hamming", device=True,
+BACKENDS.add("hamming_gemm", HammingGemmIndex, kind="hamming", device=True, exact=True,
              description="±1 GEMM, H = (L - s·t)/2 (exact; for GPUs)")  # fmt: skip
-BACKENDS.add("hamming_numba", HammingNumbaIndex, kind="hamming", device=False,
+BACKENDS.add("hamming_numba", HammingNumbaIndex, kind="hamming", device=False, exact=True,
              description="fused blocked popcount scan with running top-k (numba, CPU)")  # fmt: skip
-BACKENDS.add("hamming_faiss", HammingFaissIndex, kind="hamming", device=False,
+BACKENDS.add("hamming_faiss", HammingFaissIndex, kind="hamming", device=False, exact=True,
              description="FAISS IndexBinaryFlat")  # fmt: skip
-BACKENDS.add("float_torch", FloatTorchIndex, kind="float", device=True,
+BACKENDS.add("float_torch", FloatTorchIndex, kind="float", device=True, exact=True,
              description="exact float search, GEMM (l2 / ip / cosine; torch)")  # fmt: skip
 BACKENDS.add("float_cdist", lambda data, **kw: FloatTorchIndex(data, use_cdist=True, **kw),
-             kind="float", device=True, metric="l2",
+             kind="float", device=True, exact=True, metric="l2",
              description="exact float search with torch.cdist (l2)")  # fmt: skip
-BACKENDS.add("float_faiss", FloatFaissIndex, kind="float", device=False,
+BACKENDS.add("float_faiss", FloatFaissIndex, kind="float", device=False, exact=True,
              description="FAISS IndexFlatL2 / IndexFlatIP")  # fmt: skip
-BACKENDS.add("dequantized", DequantizedIndex, kind="dequantized", device=True,
+BACKENDS.add("dequantized", DequantizedIndex, kind="dequantized", device=True, exact=True,
              description="decode geoemb.compression codes, then exact float search")  # fmt: skip
 BACKENDS.add("binary_rerank", BinaryRerankIndex, kind="rerank", device=False,
              description="Hamming shortlist of k·m, exact rerank (float or int8 vectors)")  # fmt: skip
-HAMMING_BACKENDS = BACKENDS.names(kind="hamming")
+BACKENDS.add("binary_ivf", BinaryIVFIndex, kind="hamming", device=False, exact=False,
+             description="ANN: FAISS IndexBinaryIVF (k-means cells on a sample; nprobe)")  # fmt: skip
+BACKENDS.add("binary_hnsw", BinaryHNSWIndex, kind="hamming", device=False, exact=False,
+             description="ANN: FAISS IndexBinaryHNSW (graph; ef_search)")  # fmt: skip
+BACKENDS.add("float_ivfpq", FloatIVFPQIndex, kind="float", device=False, exact=False,
+             description="ANN: FAISS IndexIVFPQ (l2 / ip / cosine; nlist, m, nbits, nprobe)")  # fmt: skip
+#: The exact Hamming backends (every one returns the same rows).
+HAMMING_BACKENDS = BACKENDS.names(kind="hamming", exact=True)
+#: The approximate (ANN) backends (persistable: :func:`geoemb.retrieval.ann.load_ann`).
+ANN_BACKENDS = list(ANN_CLASSES)
 
 
 def build_index(name: str, data: Any, **kw: Any) -> SearchIndex:

@@ -7,6 +7,11 @@ are re-exported here. On-disk layout (``root/``)::
     _parts/part-<PPPPP>.json                    completion record of input part P (written last)
     _build.json                                 builder configuration + inputs (checked on resume)
     manifest.parquet                            path, rows, xmin, ymin, xmax, ymax, cell, part, bytes, sha256
+    id_index.parquet                            id → shard, row (query by id; see corpus_index)
+
+With compaction (``compact_rows > 0``; the CLI default) each part is spilled to
+``_spill/part-<PPPPP>.arrow`` and every cell ends as ``geohash=<cell>/cell-<JJJ>.parquet`` files
+(records in ``_compact/``; see :mod:`geoemb.retrieval.compact`). Saved ANN indexes live in ``_ann/``.
 
 Shard schema: ``id`` int64, ``code`` FixedSizeList<uint8>[B] (np.packbits layout), ``lon``/``lat``
 float64 (row centroid, used for the geohash cell), ``bbox`` struct<xmin, ymin, xmax, ymax> (GeoParquet
@@ -48,7 +53,8 @@ from geoemb.retrieval.build import (  # noqa: F401  (re-exported: the builder us
     iter_parquet_parts,
     write_manifest,
 )
-from geoemb.retrieval.search import build_index, default_hamming_backend
+from geoemb.retrieval.corpus_index import corpus_ann, locate_ids
+from geoemb.retrieval.search import ANN_BACKENDS, build_index, default_hamming_backend
 from geoemb.utils.geoparquet import bbox_struct
 
 Box = tuple[float, float, float, float]
@@ -227,17 +233,37 @@ class CorpusStore:
         return t.take(pa.array(order[:1]))
 
     def lookup_ids(self, ids: Sequence[int]) -> pa.Table:
-        """Rows by id (full scan of the shards; use for a handful of exemplars)."""
-        paths = self._paths(self.manifest)
+        """Rows by id, sorted by id (missing ids are absent).
+
+        Through ``id_index.parquet`` (written with the manifest): only the index row groups whose
+        id statistics cover the ids and the shards holding them are read. A corpus built before
+        the id index existed falls back to a scan of every shard.
+        """
+        want = pa.array(list(ids), pa.int64())
+        loc = locate_ids(self.root, self.manifest, want.to_pylist())
+        if loc is None:
+            shards = self.manifest
+        else:
+            shards = self.manifest.filter(pc.is_in(self.manifest["path"], pc.unique(loc["path"])))
+        paths = self._paths(shards)
         if not paths:
             return self._schema().empty_table()
         return ds.dataset(paths, format="parquet", schema=self._schema()).to_table(
-            filter=pc.field("id").isin(pa.array(list(ids), pa.int64()))
+            filter=pc.field("id").isin(want)
         ).sort_by("id")  # fmt: skip
 
+    def ann(self, backend: str, rebuild: bool = False, **params: Any) -> tuple[Any, np.ndarray]:
+        """The saved ANN index ``backend`` over the whole corpus (built and saved on first use);
+        see :func:`geoemb.retrieval.corpus_index.corpus_ann`. Returns ``(index, ids)``."""
+        return corpus_ann(self, backend, rebuild=rebuild, **params)
+
     def search(self, query_codes: np.ndarray, k: int, bbox: Sequence[float] | None = None,
-               polygon: Any = None, backend: str | None = None) -> pa.Table:  # fmt: skip
-        """Exact Hamming top-k of each query within the ROI.
+               polygon: Any = None, backend: str | None = None,
+               ann_params: dict | None = None) -> pa.Table:  # fmt: skip
+        """Hamming top-k of each query within the ROI (exact, or an ANN backend).
+
+        An ANN backend (``binary_ivf``/``binary_hnsw``, parameters ``ann_params``) over the whole
+        corpus uses the index saved beside it (:meth:`ann`); within an ROI it is built on the fly.
 
         Returns a table ``query, rank, id, distance, lon, lat, bbox, geometry`` (empty if the ROI
         holds no rows).
@@ -248,11 +274,29 @@ class CorpusStore:
                 f"query codes: expected (nq, {self.code_bytes}) uint8 for this corpus "
                 f"(dim={self.dim} bits), got {q.dtype} {q.shape}"
             )
+        name = backend or default_hamming_backend()
+        if name in ANN_BACKENDS and bbox is None and polygon is None:
+            # whole corpus: the saved ANN index, rows fetched through the id index
+            index, ids = self.ann(name, **(ann_params or {}))
+            d, i = index.search(q, k)
+            ok = i >= 0
+            gid = np.where(ok, ids[np.clip(i, 0, None)], -1)
+            rows = self.lookup_ids(np.unique(gid[ok]).tolist())
+            pos = np.searchsorted(rows["id"].to_numpy(), gid[ok])
+            res = _results_table(rows, pos[None, :], d[ok].astype(np.float64)[None, :])
+            qn = np.repeat(np.arange(len(q)), ok.sum(1))
+            rank = np.concatenate([np.arange(c) for c in ok.sum(1)]) if len(q) else []
+            return res.set_column(0, "query", pa.array(qn, pa.int64())).set_column(
+                1, "rank", pa.array(rank, pa.int64()))  # fmt: skip
         roi = self.read(bbox, polygon)
         if roi.num_rows == 0:
             return _empty_results()
-        index = build_index(backend or default_hamming_backend(), self.codes(roi), dim=self.dim)
+        index = build_index(name, self.codes(roi), dim=self.dim, **(ann_params or {}))
         d, i = index.search(q, k)
+        if (i < 0).any():  # an ANN could not fill every slot: drop the padding
+            keep = i >= 0
+            res = _results_table(roi, np.clip(i, 0, None), d.astype(np.float64))
+            return res.filter(pa.array(keep.reshape(-1)))
         return _results_table(roi, i, d.astype(np.float64))
 
 

@@ -1,0 +1,199 @@
+"""Compaction: each geohash cell ends as few, well-sized files instead of input parts × cells.
+
+With compaction on, each input part is written as ONE spill file ``_spill/part-PPPPP.parquet``
+(rows sorted by cell, one row group per cell, uncompressed). After every input part is complete,
+cell ``c``'s row groups of all spill files are merged into ``ceil(rows / compact_rows)`` files of nearly equal size,
+``geohash=c/cell-JJJ.parquet``, rows sorted by a finer geohash (``precision + 2``) then id, so
+Parquet row groups (``row_group_rows``) are spatially compact and their ``bbox`` statistics prune
+reads. The order depends only on the rows, not on how the input was batched or which process wrote
+which part — a Dask build and a single-process build write identical files.
+
+Crash safety: a cell's files are written atomically, then ``_compact/<cell>.json`` (its shards,
+rows, extents, hashes); once every cell has its record the spill files are deleted. A killed
+compaction resumes at the first cell without a record. The rows of each record must equal the rows
+the part records give that cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from geoemb.errors import GeoembError, InputError
+from geoemb.retrieval import geohash
+from geoemb.retrieval.inputs import _sha256
+from geoemb.utils.geoparquet import with_geo_metadata
+from geoemb.utils.io import atomic_path, atomic_write_text
+
+COMPACT_DIR = "_compact"
+SPILL_DIR = "_spill"
+#: Rows compacted per task (bounds a task's memory: ~200 B per 1024-bit row).
+GROUP_ROWS = 1_000_000
+#: Rows per Parquet row group of a cell file (rows spatially sorted: bbox statistics prune reads).
+ROW_GROUP_ROWS = 16384
+
+
+def write_spill(root: Path, part: int, table: pa.Table, cells: np.ndarray,
+                bounds: list[int]) -> list[dict]:  # fmt: skip
+    """Write part ``part`` (rows sorted by cell) as one Arrow IPC spill file; return one record
+    per cell (``path``, ``offset``, ``rows``, ``cell``, ``part``)."""
+    rel = f"{SPILL_DIR}/part-{part:05d}.arrow"
+    with atomic_path(root / rel) as tmp, pa.ipc.new_file(str(tmp), table.schema) as w:
+        w.write_table(table.combine_chunks())
+    return [{"path": rel, "offset": int(bounds[c]), "rows": int(bounds[c + 1] - bounds[c]),
+             "cell": str(cell), "part": int(part)} for c, cell in enumerate(cells)]  # fmt: skip
+
+
+class CompactionError(GeoembError, RuntimeError):
+    """A compacted cell does not hold exactly the rows its input parts gave it."""
+
+
+def part_shards_by_cell(root: Path) -> dict[str, list[dict]]:
+    """Shard records of the completed parts, grouped by cell (each list sorted by path)."""
+    cells: dict[str, list[dict]] = defaultdict(list)
+    for marker in sorted((root / "_parts").glob("part-*.json")):
+        rec = json.loads(marker.read_text())
+        for s in rec if isinstance(rec, list) else rec["shards"]:
+            cells[s["cell"]].append(s)
+    return {c: sorted(v, key=lambda s: s["path"]) for c, v in sorted(cells.items())}
+
+
+def compact_cells(root: str | Path, cells: list[tuple[str, list[dict]]], compact_rows: int,
+                  precision: int, meta: dict[str, Any]) -> None:  # fmt: skip
+    """Compact several cells (memory-mapping each spill file once) and write ONE record for
+    them, ``_compact/<first cell>.json`` (cells that already have a record are skipped)."""
+    root = Path(root)
+    done = _done_cells(root)
+    todo = [(c, s) for c, s in cells if c not in done]
+    if not todo:
+        return
+    files: dict[str, pa.Table] = {}
+    recs = {cell: compact_cell(root, cell, shards, compact_rows, precision, meta, files=files)
+            for cell, shards in todo}  # fmt: skip
+    atomic_write_text(root / COMPACT_DIR / f"{todo[0][0]}.json",
+                      json.dumps({"cells": recs, "rows": {c: sum(r["rows"] for r in v)
+                                                           for c, v in recs.items()}}))  # fmt: skip
+
+
+def _done_cells(root: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for f in sorted((root / COMPACT_DIR).glob("*.json")):
+        out.update(json.loads(f.read_text())["cells"])
+    return out
+
+
+def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: int,
+                 precision: int, meta: dict[str, Any], row_group_rows: int | None = None,
+                 files: dict | None = None) -> list[dict]:  # fmt: skip
+    """Merge one cell's spill row groups (or part shards) into its ``cell-JJJ.parquet`` files;
+    return their records.
+
+    Cell files are renamed into place (atomic against a killed process) without a per-file
+    fsync; their SHA-256 is in the record and the manifest.
+    """
+    root = Path(root)
+    files = {} if files is None else files
+    want = int(sum(s["rows"] for s in shards))
+    tables = []
+    for s in shards:
+        p = root / s["path"]
+        try:
+            if "offset" in s:
+                if s["path"] not in files:
+                    files[s["path"]] = pa.ipc.open_file(pa.memory_map(str(p))).read_all()
+                tables.append(files[s["path"]].slice(s["offset"], s["rows"]))
+            else:
+                tables.append(pq.read_table(p))
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(f"compaction of cell {cell}: cannot read shard {p}: {e}") from e
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    table = table.replace_schema_metadata(None)
+    fine = geohash.encode(table["lat"].to_numpy(), table["lon"].to_numpy(),
+                          min(12, precision + 2))  # fmt: skip
+    table = table.take(pa.array(np.lexsort((table["id"].to_numpy(), np.asarray(fine)))))
+    n = table.num_rows
+    nfiles = max(1, math.ceil(n / compact_rows))
+    bounds = np.linspace(0, n, nfiles + 1).round().astype(int)
+    infos = []
+    for j in range(nfiles):
+        s, e = int(bounds[j]), int(bounds[j + 1])
+        sub = with_geo_metadata(table.slice(s, e - s).replace_schema_metadata(None),
+                                extra_metadata=meta)  # fmt: skip
+        rel = f"geohash={cell}/cell-{j:03d}.parquet"
+        (root / rel).parent.mkdir(exist_ok=True)
+        tmp = root / f"{rel}.{os.getpid()}.tmp"
+        pq.write_table(sub, tmp, compression="zstd",
+                       row_group_size=row_group_rows or ROW_GROUP_ROWS)  # fmt: skip
+        os.replace(tmp, root / rel)
+        b = sub["bbox"].combine_chunks()
+        infos.append({
+            "path": rel, "rows": e - s, "cell": cell, "part": -1,
+            "xmin": float(pc.min(b.field("xmin")).as_py()),
+            "ymin": float(pc.min(b.field("ymin")).as_py()),
+            "xmax": float(pc.max(b.field("xmax")).as_py()),
+            "ymax": float(pc.max(b.field("ymax")).as_py()),
+            "bytes": (root / rel).stat().st_size, "sha256": _sha256(root / rel),
+        })  # fmt: skip
+    if n != want:
+        raise CompactionError(f"compacted cell {cell} of {root} holds {n} rows but its input "
+                              f"parts give it {want}; remove {root} and rebuild")  # fmt: skip
+    return infos
+
+
+def compacted_shards(root: Path) -> list[dict]:
+    """Every compacted shard record (manifest rows) of ``root``, in path order."""
+    return sorted((r for v in _done_cells(root).values() for r in v), key=lambda r: r["path"])
+
+
+def compact(root: str | Path, compact_rows: int, precision: int, meta: dict[str, Any],
+            client: Any = None) -> list[dict]:  # fmt: skip
+    """Compact every cell of ``root`` (in this process, or one Dask task per cell on ``client``)."""
+    root = Path(root)
+    (root / COMPACT_DIR).mkdir(exist_ok=True)
+    for tmp in root.glob("geohash=*/cell-*.tmp"):  # left by a killed compaction
+        tmp.unlink()
+    cells = part_shards_by_cell(root)
+    items = list(cells.items())
+    workers = 1 if client is None else len(client.scheduler_info()["workers"])
+    total = sum(s["rows"] for _, v in items for s in v)
+    # groups of consecutive cells of <= group_rows rows (>= 4 groups per worker on Dask)
+    group_rows = max(1, min(GROUP_ROWS, -(-total // (4 * workers)) if client else GROUP_ROWS))
+    groups, cur, acc = [], [], 0
+    for it in items:
+        cur.append(it)
+        acc += sum(s["rows"] for s in it[1])
+        if acc >= group_rows:
+            groups.append(cur)
+            cur, acc = [], 0
+    groups += [cur] if cur else []
+    if client is None:
+        for g in groups:
+            compact_cells(root, g, compact_rows, precision, meta)
+    else:
+        futs = [client.submit(compact_cells, str(root), g, compact_rows, precision, meta,
+                              key=f"geoemb-compact-{g[0][0]}-{root.name}", pure=False)
+                for g in groups]  # fmt: skip
+        client.gather(futs)
+    done = _done_cells(root)
+    wrong = [c for c, v in cells.items()
+             if c in done and sum(r["rows"] for r in done[c]) != sum(s["rows"] for s in v)]  # fmt: skip
+    if wrong or set(cells) - set(done):
+        raise CompactionError(f"{root}: compacted cells {wrong[:5]} hold other rows than their "
+                              f"input parts, or cells {sorted(set(cells) - set(done))[:5]} were "
+                              "not compacted; remove the root and rebuild")  # fmt: skip
+    stale = set(done) - set(cells)
+    if stale:
+        raise CompactionError(f"{root}/{COMPACT_DIR}: records of cells {sorted(stale)[:5]} that "
+                              "no input part has; the root holds another build — use a new root")  # fmt: skip
+    for f in (root / SPILL_DIR).glob("*.arrow"):  # every cell is compacted
+        f.unlink()
+    return compacted_shards(root)

@@ -1,0 +1,100 @@
+"""Compaction (few files per cell, order independent of batching) and the build on Dask (identical
+to the single-process build, row by row)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from geoemb.retrieval.__main__ import main
+from geoemb.retrieval.store import CorpusStore
+from geoemb.synthetic.retrieval_corpus import generate
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("in"), n=4000, dim=DIM, parts=3, seed=4)
+
+
+def _build(src, out, *extra):
+    main(["build-corpus", "--input", str(src), "--out", str(out), "--dim", str(DIM),
+          "--precision", "1", "--max-rows", "100", "--quiet", *extra])  # fmt: skip
+    return CorpusStore(out, verify=True)
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): pq.read_table(p)
+            for p in sorted(Path(root).glob("geohash=*/*.parquet"))}  # fmt: skip
+
+
+def test_compaction_few_files_per_cell_same_rows(tmp_path, src):
+    plain = _build(src, tmp_path / "plain", "--batch-rows", "500", "--compact-rows", "0")
+    comp = _build(src, tmp_path / "comp", "--batch-rows", "500", "--compact-rows", "700")
+    assert comp.read().equals(plain.read())  # same rows (read sorts by id)
+    man = comp.manifest.to_pandas()
+    per_cell = man.groupby("cell")["rows"].agg(["count", "sum"])
+    assert (per_cell["count"] == np.ceil(per_cell["sum"] / 700)).all()
+    assert plain.manifest.num_rows > 3 * comp.manifest.num_rows
+    assert not list((tmp_path / "comp").glob("geohash=*/part-*.parquet"))  # inputs removed
+    # rows of a cell file are sorted by the finer geohash, then id; row groups carry bbox stats
+    f = pq.ParquetFile(tmp_path / "comp" / man["path"][0])
+    assert f.metadata.row_group(0).column(f.schema_arrow.names.index("id")).statistics is not None
+
+
+def test_bbox_read_prunes_row_groups(tmp_path, src, monkeypatch):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    import geoemb.retrieval.compact as c
+
+    monkeypatch.setattr(c, "ROW_GROUP_ROWS", 20)
+    plain = _build(src, tmp_path / "plain", "--compact-rows", "0")
+    comp = _build(src, tmp_path / "comp", "--compact-rows", "100000")
+    big = comp.manifest.sort_by([("rows", "descending")])
+    w, s, e, n = (big[k][0].as_py() for k in ("xmin", "ymin", "xmax", "ymax"))
+    box = (w + 0.4 * (e - w), s + 0.4 * (n - s), w + 0.45 * (e - w), s + 0.45 * (n - s))
+    assert comp.read(bbox=box).equals(plain.read(bbox=box))
+    frag = next(iter(ds.dataset(str(tmp_path / "comp" / big["path"][0].as_py())).get_fragments()))
+    expr = ((pc.field("bbox", "xmax") >= box[0]) & (pc.field("bbox", "xmin") <= box[2])
+            & (pc.field("bbox", "ymax") >= box[1]) & (pc.field("bbox", "ymin") <= box[3]))  # fmt: skip
+    groups = frag.metadata.num_row_groups
+    assert groups >= 8 and len(frag.split_by_row_group(filter=expr)) <= groups // 2
+
+
+def test_compacted_output_independent_of_batching(tmp_path, src):
+    a = _build(src, tmp_path / "a", "--batch-rows", "300", "--compact-rows", "700")
+    b = _build(src, tmp_path / "b", "--batch-rows", "1000", "--compact-rows", "700")
+    fa, fb = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        assert fa[k].equals(fb[k]), k
+    assert a.manifest.select(["path", "rows", "sha256"]).equals(
+        b.manifest.select(["path", "rows", "sha256"]))  # fmt: skip
+
+
+def test_rerun_after_compaction_is_a_noop(tmp_path, src):
+    a = _build(src, tmp_path / "a", "--compact-rows", "700")
+    before = a.manifest
+    again = _build(src, tmp_path / "a", "--compact-rows", "700")
+    assert again.manifest.equals(before)
+
+
+@pytest.mark.slow
+def test_dask_build_identical_row_by_row(tmp_path, src):
+    one = _build(src, tmp_path / "one", "--batch-rows", "500", "--compact-rows", "700")
+    two = _build(src, tmp_path / "two", "--batch-rows", "500", "--compact-rows", "700",
+                 "--dask", "local:2")  # fmt: skip
+    f1, f2 = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert f1.keys() == f2.keys()
+    for k in f1:
+        assert f1[k].equals(f2[k]), k
+    assert one.manifest.equals(two.manifest)
+    for p in sorted((tmp_path / "one" / "_parts").glob("*.json")):
+        assert json.loads(p.read_text())["rows"] == json.loads(
+            (tmp_path / "two" / "_parts" / p.name).read_text())["rows"]  # fmt: skip
+    assert (tmp_path / "two" / "id_index.parquet").read_bytes() == (
+        tmp_path / "one" / "id_index.parquet").read_bytes()  # fmt: skip
