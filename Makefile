@@ -42,7 +42,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache

@@ -85,7 +85,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--bands", type=int, default=64)
     ap.add_argument("--dask-workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--quick", action="store_true", help="300 polygons on 512², no Dask rows")
     args = ap.parse_args()
+    if args.quick:
+        args.polygons, args.size, args.dask_workers = 300, 512, []
     from exactextract import exact_extract
 
     with tempfile.TemporaryDirectory() as tmp:
