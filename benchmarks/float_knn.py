@@ -7,7 +7,7 @@ them by smaller id). Threads: torch, numba and BLAS/FAISS OpenMP all get ``--thr
 
 Usage::
 
-    python benchmarks/float_knn.py [--n 50000] [--nq 1000] [--dim 1024] [--k 10] [--threads 2]
+    python benchmarks/float_knn.py [--quick] [--n 50000] [--nq 1000] [--dim 1024] [--k 10] [--threads 2]
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="N=20,000, 200 queries, 1 repeat")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.nq, args.repeats = 20_000, 200, 1
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import faiss
     import numba
