@@ -13,9 +13,11 @@ Reproduces the GeoPool probes (``reference/geopool.md`` section 7) with sklearn 
   a different GEMM can differ from sklearn's in the last bit).
 * :func:`linear_probe`: ``StandardScaler`` fit on train, then multinomial L2 logistic regression
   minimising ``mean(CE) + ||W||^2 / (2 C n)`` (sklearn's objective; intercept unpenalised) with
-  full-batch L-BFGS (strong Wolfe).  ``C=None`` chooses C from ``Cs`` by ``cv``-fold stratified
-  CV without shuffling (sklearn ``StratifiedKFold`` folds, accuracy, first best C), warm-starting
-  along the C path like ``LogisticRegressionCV``, then refits on all of train.
+  full-batch L-BFGS: on CPU sklearn's own SciPy L-BFGS-B driver and options around a fused numba
+  loss (:mod:`geoemb.probes._logreg`), elsewhere ``torch.optim.LBFGS`` (strong Wolfe).
+  ``C=None`` chooses C from ``Cs`` by ``cv``-fold stratified CV without shuffling (sklearn
+  ``StratifiedKFold`` folds, accuracy, first best C), warm-starting along the C path like
+  ``LogisticRegressionCV``, then refits on all of train from the folds' mean coefficients.
 * :func:`classification_metrics`: accuracy, macro/weighted F1, macro precision/recall with
   sklearn's defaults (labels = union of true and predicted, zero_division -> 0).
 

@@ -139,6 +139,45 @@ def _fit_logreg(
     return w.detach(), b.detach(), int(state.get("n_iter", 0))
 
 
+def _cv_path_torch(xs, y_enc, folds, k, cs, cv, max_iter, tol):
+    """Torch L-BFGS over folds x Cs: (scores (cv, len(cs)), coefs[fold][j] = (W, b))."""
+    scores = np.zeros((cv, len(cs)))
+    coefs = []
+    for fold in range(cv):
+        te = folds == fold
+        tr = ~te
+        init = None
+        path = []
+        for j, c in enumerate(cs):
+            w, b, _ = _fit_logreg(xs[tr], y_enc[tr], k, c, max_iter, tol, init)
+            init = (w, b)  # warm start along the C path
+            path.append(init)
+            pred = torch.addmm(b, xs[te], w.T).argmax(1)
+            scores[fold, j] = float((pred == y_enc[te]).to(torch.float64).mean())
+        coefs.append(path)
+    return scores, coefs
+
+
+def _cv_path_cpu(xs, y_enc, folds, k, cs, cv, max_iter, tol):
+    """SciPy L-BFGS-B over folds x Cs: (scores (cv, len(cs)), paths (cv, len(cs), k*F + k))."""
+    from geoemb.probes._logreg import fit_logreg_cpu  # numba, compiled/cached on first use
+
+    f = xs.shape[1]
+    scores = np.zeros((cv, len(cs)))
+    paths = np.zeros((cv, len(cs), k * f + k))
+    for fold in range(cv):
+        te = folds == fold
+        xtr, ytr = np.ascontiguousarray(xs[~te]), y_enc[~te]
+        xte, yte = xs[te], y_enc[te]
+        w = None
+        for j, c in enumerate(cs):
+            w, _ = fit_logreg_cpu(xtr, ytr, k, c, max_iter, tol, w)  # warm start along the path
+            paths[fold, j] = w
+            logits = xte @ w[: k * f].reshape(k, f).T + w[k * f :]
+            scores[fold, j] = float((logits.argmax(1) == yte).mean())
+    return scores, paths
+
+
 def linear_probe(
     x_train,
     y_train,
@@ -149,6 +188,7 @@ def linear_probe(
     seed: int = 0,
     max_iter: int = 1000,
     tol: float = 1e-4,
+    solver: str = "auto",
 ) -> LinearProbeResult:
     """Standardize + multinomial L2 logistic regression, C fixed or chosen by stratified CV.
 
@@ -165,14 +205,27 @@ def linear_probe(
         Sets torch's RNG for reproducibility (the solver itself is deterministic).
     max_iter, tol : L-BFGS iteration cap and gradient tolerance (sklearn's ``max_iter``,
         ``tol``).
+    solver : {"auto", "scipy", "torch"}
+        ``"scipy"``: sklearn's own L-BFGS-B driver around a fused float64 loss (numba) and BLAS
+        GEMMs in the features' precision (CPU only; :mod:`geoemb.probes._logreg`).
+        ``"torch"``: ``torch.optim.LBFGS`` (strong Wolfe) with autograd, on the features' device.
+        ``"auto"``: scipy for CPU features, torch otherwise. Both minimise the same objective
+        (same optimum within ``tol``); the refit after CV starts, as sklearn's, from the mean
+        of the folds' coefficients at the chosen C.
 
     Returns
     -------
     LinearProbeResult
     """
+    if solver not in ("auto", "scipy", "torch"):
+        raise ValueError(f"linear_probe: solver must be 'auto', 'scipy' or 'torch', got {solver!r}")
     torch.manual_seed(seed)
     xtr = _features(x_train, "x_train")
     dev = xtr.device
+    if solver == "auto":
+        solver = "scipy" if dev.type == "cpu" else "torch"
+    elif solver == "scipy" and dev.type != "cpu":
+        raise ValueError(f"linear_probe: solver='scipy' needs CPU features, got device {dev}")
     xte = _features(x_test, "x_test", dev).to(xtr.dtype)
     _check_same_width(xtr, xte)
     ytr = _labels(y_train, "y_train", xtr.shape[0], dev)
@@ -186,29 +239,44 @@ def linear_probe(
     mean, scale = standardize_fit(xtr)
     xs = (xtr - mean) / scale
     xts = (xte - mean) / scale
+    f = xs.shape[1]
 
     cv_scores: dict[float, float] = {}
+    init = None
     if C is None:
         cs = [float(c) for c in Cs]
         if not cs:
             raise ValueError("linear_probe: Cs is empty")
-        folds = torch.from_numpy(stratified_kfold_test_folds(ytr.cpu().numpy(), cv)).to(dev)
-        scores = np.zeros((cv, len(cs)))
-        for fold in range(cv):
-            te = folds == fold
-            tr = ~te
-            init = None
-            for j, c in enumerate(cs):
-                w, b, _ = _fit_logreg(xs[tr], y_enc[tr], k, c, max_iter, tol, init)
-                init = (w, b)  # warm start along the C path
-                pred = torch.addmm(b, xs[te], w.T).argmax(1)
-                scores[fold, j] = float((pred == y_enc[te]).to(torch.float64).mean())
+        folds_np = stratified_kfold_test_folds(ytr.cpu().numpy(), cv)
+        if solver == "scipy":
+            scores, paths = _cv_path_cpu(
+                xs.numpy(), y_enc.numpy(), folds_np, k, cs, cv, max_iter, tol
+            )
+        else:
+            folds = torch.from_numpy(folds_np).to(dev)
+            scores, coefs = _cv_path_torch(xs, y_enc, folds, k, cs, cv, max_iter, tol)
         mean_scores = scores.mean(0)
         best = int(np.argmax(mean_scores))
         cv_scores = {c: float(s) for c, s in zip(cs, mean_scores, strict=True)}
         C = cs[best]
-    w, b, n_iter = _fit_logreg(xs, y_enc, k, float(C), max_iter, tol)
-    preds = classes[torch.addmm(b, xts, w.T).argmax(1)]
+        # refit from the mean of the folds' coefficients at the chosen C (sklearn's coef_init)
+        if solver == "scipy":
+            init = paths[:, best].mean(0)
+        else:
+            init = tuple(torch.stack([p[best][i] for p in coefs]).mean(0) for i in (0, 1))
+    if solver == "scipy":
+        from geoemb.probes._logreg import fit_logreg_cpu
+
+        wv, n_iter = fit_logreg_cpu(
+            np.ascontiguousarray(xs.numpy()), y_enc.numpy(), k, float(C), max_iter, tol, init
+        )
+        w = torch.from_numpy(wv[: k * f].reshape(k, f).copy()).to(xs.dtype)
+        b = torch.from_numpy(wv[k * f :].copy()).to(xs.dtype)
+        logits = xts.numpy() @ wv[: k * f].reshape(k, f).T + wv[k * f :]
+        preds = classes[torch.from_numpy(logits.argmax(1))]
+    else:
+        w, b, n_iter = _fit_logreg(xs, y_enc, k, float(C), max_iter, tol, init)
+        preds = classes[torch.addmm(b, xts, w.T).argmax(1)]
     return LinearProbeResult(
         preds=preds,
         C=float(C),

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from geoemb.compression.bitpack import pack_bits
+from geoemb.errors import InputError
 from geoemb.retrieval import topk as tk
 from geoemb.retrieval.ann import ANN_CLASSES, BinaryHNSWIndex, BinaryIVFIndex, FloatIVFPQIndex
 from geoemb.retrieval.hamming_index import (
@@ -56,8 +57,23 @@ __all__ = [
 ]  # fmt: skip
 
 
+def _check_finite(x: torch.Tensor, what: str) -> None:
+    """Non-finite vectors are invalid data (they have no distance): one clear error."""
+    bad = ~torch.isfinite(x).all(1)
+    if bool(bad.any()):
+        row = int(torch.nonzero(bad)[0, 0])
+        raise InputError(f"{what}: non-finite value (NaN/inf) in row {row}; expected finite floats")
+
+
 class FloatTorchIndex(SearchIndex):
-    """Exact float search with torch (``matmul`` or ``torch.cdist``) on the database's device."""
+    """Exact float search with torch (``matmul`` or ``torch.cdist``) on the database's device.
+
+    On CPU (no autograd, no cdist) each query batch runs one BLAS GEMM per ``cpu_block``
+    database rows and a fused numba pass (:mod:`geoemb.retrieval._float_numba`) that forms the
+    key and keeps the running top-k while the block is in cache, so it runs at the speed of the
+    GEMM, i.e. of FAISS ``IndexFlatIP``/``IndexFlatL2`` (``benchmarks/float_knn.py``); on other
+    devices ``matmul`` + ``torch.topk`` per ``chunk_size`` block. Non-finite vectors are rejected.
+    """
 
     name = "float_torch"
 
@@ -74,6 +90,7 @@ class FloatTorchIndex(SearchIndex):
             )
         self.device = torch.device(device) if device is not None else x.device
         x = x.to(self.device, torch.float32)
+        _check_finite(x, "database vectors")
         if self.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         self.dim = x.shape[1]
@@ -88,6 +105,7 @@ class FloatTorchIndex(SearchIndex):
                 f"query vectors: dimension mismatch, expected (nq, {self.dim}), got {tuple(q.shape)}"
             )
         q = q.to(self.device, torch.float32)
+        _check_finite(q, "query vectors")
         return torch.nn.functional.normalize(q, dim=1) if self.metric == "cosine" else q
 
     @staticmethod
@@ -108,11 +126,36 @@ class FloatTorchIndex(SearchIndex):
         return self._mm_t(q, x).neg_()
 
     def _search_batch(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.device.type == "cpu" and not (
+            self.use_cdist or q.requires_grad or self._x.requires_grad
+        ):
+            return self._search_batch_cpu(q, k)
         d_run = i_run = None
         for s in range(0, self.ntotal, self.chunk_size):
             d, i = tk.torch_topk_float(self._block_key(q, s), k, offset=s)
             d_run, i_run = tk.torch_merge(d_run, i_run, d, i, k)
         return (d_run.neg() if self.largest else d_run), i_run
+
+    #: database rows per GEMM block on CPU (the block's keys are selected while in cache)
+    cpu_block = 4096
+
+    def _search_batch_cpu(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One BLAS GEMM per database block + a fused numba key/top-k pass (``_float_numba``)."""
+        from geoemb.retrieval._float_numba import topk_update  # numba, cached on first use
+
+        qn, x = q.numpy(), self._x.numpy()
+        l2 = self.metric == "l2"
+        qsq = (q * q).sum(1).numpy() if l2 else np.zeros(len(qn), np.float32)
+        xsq = self._sqnorm.numpy() if l2 else np.zeros(0, np.float32)
+        out_d = np.full((len(qn), k), np.inf, np.float32)
+        out_i = np.full((len(qn), k), -1, np.int64)
+        step = max(1, min(self.chunk_size, self.cpu_block))
+        for s in range(0, self.ntotal, step):
+            g = qn @ x[s : s + step].T
+            topk_update(g, xsq[s : s + step] if l2 else xsq, qsq, l2, s, out_d, out_i)
+        if self.largest:
+            np.negative(out_d, out=out_d)
+        return torch.from_numpy(out_d), torch.from_numpy(out_i)
 
 
 class FloatFaissIndex(SearchIndex):
@@ -311,7 +354,8 @@ BACKENDS.add("hamming_numba", HammingNumbaIndex, kind="hamming", device=False, e
 BACKENDS.add("hamming_faiss", HammingFaissIndex, kind="hamming", device=False, exact=True,
              description="FAISS IndexBinaryFlat")  # fmt: skip
 BACKENDS.add("float_torch", FloatTorchIndex, kind="float", device=True, exact=True,
-             description="exact float search, GEMM (l2 / ip / cosine; torch)")  # fmt: skip
+             description="exact float search, GEMM + top-k (l2 / ip / cosine; CPU: BLAS blocks "
+                         "+ fused numba top-k, ~FAISS IndexFlat speed; GPU: torch)")  # fmt: skip
 BACKENDS.add("float_cdist", lambda data, **kw: FloatTorchIndex(data, use_cdist=True, **kw),
              kind="float", device=True, exact=True, metric="l2",
              description="exact float search with torch.cdist (l2)")  # fmt: skip
