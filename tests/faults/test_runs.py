@@ -162,11 +162,9 @@ RSC_TINY = [
 @pytest.mark.slow
 def test_two_train_runs_started_in_the_same_second(tmp_path):
     """Regression: same-second ``train.py`` runs shared a run dir (mixed checkpoints/config.yaml,
-    a CSV-logger crash). Both now complete, each in its own directory."""
-    from geoemb.synthetic.chesapeake_rsc import generate
-
+    a CSV-logger crash). Both now complete, each in its own directory -- and both generate the
+    stand-in into one fresh data folder at once (content-keyed, atomic: one wins, both use it)."""
     data = tmp_path / "data"
-    generate(data / "synthetic" / "chesapeake_rsc", n_train=2, n_val=1, n_test=2, size=32)
     logs = tmp_path / ODD
     env = entry_env(logs)
     args = [*RSC_TINY, f"paths.data_dir={data}"]

@@ -215,7 +215,8 @@ class DataSource:
         if names and not ours:
             raise InputError(
                 f"data.synthetic_root={parent} exists and was not written by geoemb's synthetic "
-                f"generator (no content-keyed stand-in folder inside); refusing to generate "
+                f"generator (no content-keyed stand-in folder inside; found "
+                f"{', '.join(sorted(names)[:5])}{' …' if len(names) > 5 else ''}); refusing to generate "
                 f"into it (it may hold real data). Point data.synthetic_root at a new or empty "
                 f"folder."
             )
