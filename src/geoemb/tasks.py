@@ -212,14 +212,17 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     Returns ``{"output": path, "width": W, "height": H, "stride": s, "seconds": t}``.
     """
     from geoemb.inference import check_output, open_source, predict_raster
-    from geoemb.run.checkpoints import load_module
+    from geoemb.run.checkpoints import load_checkpoint
 
     seed_all(int(cfg.seed))
     check_output(cfg.output, cfg.input)  # refuse output == input / a directory before any work
     device = resolve_device(cfg.device)
-    model = load_module(cfg.ckpt_path, bool(cfg.get("trust_checkpoint", False)))
-    model = model.eval().to(device)
+    loaded = load_checkpoint(cfg.ckpt_path, bool(cfg.get("trust_checkpoint", False)))
+    model = loaded.module.eval().to(device)
     expected = getattr(model.preprocess, "in_channels", None)
+    # the class map says what its model learned from (the scene itself is the user's)
+    trained_on = (loaded.meta.get("data") or {}).get("synthetic")
+    tags = {"training_data_source": "synthetic" if trained_on else "real"}
 
     def predict_fn(x: torch.Tensor) -> torch.Tensor:
         return model(x)  # logits; predict_raster applies the softmax
@@ -247,6 +250,7 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
             progress=bool(cfg.progress),
             activation="softmax",
             in_channels=expected,
+            tags=tags,
         )
         width, height = src.width, src.height
     seconds = time.perf_counter() - t0

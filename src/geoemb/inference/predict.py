@@ -116,6 +116,7 @@ def predict_raster(
     prefetch: bool = True,
     stats: dict[str, float] | None = None,
     in_channels: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """Predict a class map for a whole scene, streaming tiles through ``predict_fn``.
 
@@ -166,6 +167,8 @@ def predict_raster(
         ``buffer_mb``).
     in_channels : int, optional
         Bands the model expects; checked against the source before any model work.
+    tags : dict, optional
+        GeoTIFF metadata tags written with the file (e.g. ``training_data_source=synthetic``).
 
     Returns
     -------
@@ -230,6 +233,7 @@ def predict_raster(
                 max_buffer_bytes=int(max_buffer_mb * 2**20),
                 prefetch=prefetch,
                 stats=stats,
+                tags=tags,
             )
         finally:
             if own_source:
@@ -259,6 +263,7 @@ def _predict(
     max_buffer_bytes: int,
     prefetch: bool,
     stats: dict[str, float] | None,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     from tqdm import tqdm
 
@@ -333,6 +338,8 @@ def _predict(
                 compress=compress,
             )
             with rasterio.open(tmp, "w", **profile) as dst:
+                if tags:
+                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
                 writer = ClassMapWriter(dst, block_size)
 
                 def emit(row0: int, classes: np.ndarray, probs: np.ndarray | None, valid) -> None:
