@@ -337,7 +337,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     stand-alone parser (``python -m geoemb.reporting.compression``)."""
     doc = "rebuild results.csv, the tables and the Pareto plots from <results_dir>/rows/*.csv"
     if subparsers is None:
-        ap = argparse.ArgumentParser(prog="python -m geoemb.reporting.compression", description=doc)
+        ap = argparse.ArgumentParser(prog="geoemb compression", description=doc)
         ap.add_argument("command", choices=["aggregate"])
     else:
         ap = subparsers.add_parser("aggregate", help=doc, description=doc)

@@ -284,7 +284,7 @@ def build_parser(
     through :func:`_join_negative_points` first (``--neg -5,1``)."""
     ap = None
     if subparsers is None:
-        ap = argparse.ArgumentParser(prog="python -m geoemb.retrieval", description=__doc__,
+        ap = argparse.ArgumentParser(prog="geoemb retrieval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         subparsers = ap.add_subparsers(dest="cmd", required=True)
     sub = subparsers

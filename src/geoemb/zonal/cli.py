@@ -117,7 +117,7 @@ def build_parser(
     sub-command is added to it. The returned parser sets ``fn=run`` for dispatch.
     """
     if parser_or_subparsers is None:
-        p = argparse.ArgumentParser(prog="python -m geoemb.zonal", description=DESCRIPTION)
+        p = argparse.ArgumentParser(prog="geoemb zonal", description=DESCRIPTION)
     elif isinstance(parser_or_subparsers, argparse.ArgumentParser):
         p = parser_or_subparsers
     else:
