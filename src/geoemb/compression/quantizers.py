@@ -357,6 +357,7 @@ class ProductQuantizer(Compressor):
         index = faiss.IndexPQ(d, self.m, self.nbits)
         index.pq.cp.seed = self.seed
         index.pq.cp.max_points_per_centroid = 10**9  # use every train row, no subsampling warning
+        index.pq.cp.min_points_per_centroid = 1  # few rows per centroid: allowed, no FAISS warning
         index.train(np.ascontiguousarray(X, dtype=np.float32))
         self.index = index
         self.code_size = int(index.sa_code_size())
