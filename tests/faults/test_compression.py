@@ -58,7 +58,7 @@ def test_non_finite_features_named_with_file_array_and_row(tmp_path, key, bad):
     x = np.ones((60 if key == "x_train" else 20, 8), np.float32)
     x[11, 3] = bad
     fdir, path = _table(tmp_path, **{key: x})
-    with pytest.raises(InputError, match=rf"standard\.npz: {key} has 1 row.*first: row 11"):
+    with pytest.raises(InputError, match=rf"standard\.npz: {key}: 1 row.*first: row 11"):
         _ev(tmp_path, fdir).run(_ctx(tmp_path / "job"))
     assert not (tmp_path / "sweep").exists()  # refused before any baseline, row or table
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from geoemb.data.embedding_corpus import PathDataSource, check_synthetic_kwargs
 from geoemb.errors import DataNotFoundError, InputError
+from geoemb.retrieval.inputs import check_embeddings
 from geoemb.synthetic.embedding_table import DEFAULT_ENCODERS, GENERATOR_VERSION, generate
 
 __all__ = [
@@ -66,21 +67,7 @@ def as_list(v: str | Sequence[str] | None) -> list[str]:
 
 
 def _check_x(path: Path, k: str, a: np.ndarray) -> np.ndarray:
-    if a.ndim != 2 or 0 in a.shape:
-        raise InputError(f"{path}: {k} must be a non-empty (N, D) array, got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise InputError(f"{path}: {k} must be a float (or integer) array, got {a.dtype}")
-    with np.errstate(over="ignore"):  # overflow -> inf, reported just below
-        x = np.ascontiguousarray(a, dtype=np.float32)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise InputError(
-            f"{path}: {k} has {len(rows)} row(s) with NaN/inf values (first: row "
-            f"{rows[0]}); non-finite embeddings are invalid data"
-            + (" (values beyond float32 range became inf)" if a.dtype != np.float32 else "")
-        )
-    return x
+    return check_embeddings(a, source=f"{path}: {k}", allow_integer=True)
 
 
 def _check_y(path: Path, k: str, y: np.ndarray) -> np.ndarray:

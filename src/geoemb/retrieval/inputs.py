@@ -177,8 +177,12 @@ def iter_parquet_parts(paths: Sequence[str | os.PathLike], batch_rows: int = 655
 # --------------------------------------------------------------------------- embedding matrices
 
 
-def check_embeddings(x: np.ndarray, source: str = "embeddings") -> np.ndarray:
+def check_embeddings(
+    x: np.ndarray, source: str = "embeddings", allow_integer: bool = False
+) -> np.ndarray:
     """Validate an ``(N, D)`` float embedding matrix; return it as C-contiguous float32.
+
+    ``allow_integer`` also accepts integer matrices (e.g. pooled codes in a feature cache).
 
     Raises
     ------
@@ -186,19 +190,24 @@ def check_embeddings(x: np.ndarray, source: str = "embeddings") -> np.ndarray:
         Not 2-D, empty, not a float dtype, or any NaN/inf value (naming ``source`` and the first
         bad row; float64 values beyond float32 range count as inf).
     """
-    x = np.asarray(x)
-    if x.ndim != 2 or 0 in x.shape:
-        raise InputError(f"{source}: expected a non-empty (N, D) embedding matrix, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"{source}: expected float embeddings, got dtype {x.dtype}")
+    a = np.asarray(x)
+    if a.ndim != 2 or 0 in a.shape:
+        raise InputError(f"{source}: expected a non-empty (N, D) embedding matrix, got {a.shape}")
+    ok = np.issubdtype(a.dtype, np.floating) or (
+        allow_integer and np.issubdtype(a.dtype, np.integer)
+    )
+    if not ok:
+        kind = "float (or integer)" if allow_integer else "float"
+        raise InputError(f"{source}: expected {kind} embeddings, got dtype {a.dtype}")
     with np.errstate(over="ignore"):  # overflow -> inf, reported just below
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(a, dtype=np.float32)
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise InputError(
             f"{source}: {len(rows)} row(s) contain NaN/inf (first: row {rows[0]}); non-finite "
             "embeddings are invalid data"
+            + (" (values beyond float32 range became inf)" if a.dtype != np.float32 else "")
         )
     return x
 
