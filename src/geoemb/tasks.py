@@ -222,7 +222,8 @@ def infer(cfg: DictConfig) -> dict[str, Any]:
     expected = getattr(model.preprocess, "in_channels", None)
     # the class map says what its model learned from (the scene itself is the user's)
     trained_on = (loaded.meta.get("data") or {}).get("synthetic")
-    tags = {"training_data_source": "synthetic" if trained_on else "real"}
+    source = {True: "synthetic", False: "real"}.get(trained_on, "unknown")  # never guessed
+    tags = {"training_data_source": source}
 
     def predict_fn(x: torch.Tensor) -> torch.Tensor:
         return model(x)  # logits; predict_raster applies the softmax
