@@ -52,7 +52,7 @@ def main() -> None:
         "--hnsw-n",
         type=int,
         default=None,
-        help="--ann: rows for binary_hnsw (its build is slow; default --n)",
+        help="--ann: rows for binary_hnsw (its build is slow; default --n; 0 skips it)",
     )
     ap.add_argument("--no-float", action="store_true", help="--ann: skip float_ivfpq")
     ap.add_argument(
@@ -224,10 +224,9 @@ def ann_main(a) -> None:
         record("binary_ivf", f"nprobe={p}", b, measure_qps(ivf.search, qcodes, k, repeats=3), d_ex, i_ex,
                base.qps)  # fmt: skip
     del ivf
-    nh = min(n, a.hnsw_n or n)
-    if nh == n:
-        d_h, i_h, qps_h = d_ex, i_ex, base.qps
-    else:  # the exact baseline of the subset
+    nh = n if a.hnsw_n is None else min(n, a.hnsw_n)
+    d_h, i_h, qps_h = d_ex, i_ex, base.qps
+    if 0 < nh < n:  # the exact baseline of the subset
         t = measure_qps(build_index("hamming_numba", codes[:nh], dim=a.dim).search, qcodes, k)
         d_h, i_h, qps_h = (*(np.asarray(v) for v in t.result), t.qps)
         rows.append(
@@ -241,15 +240,16 @@ def ann_main(a) -> None:
                 "tie_recall@10": 1.0,
             }
         )
-    t1 = time.perf_counter()
-    hnsw = build_index("binary_hnsw", codes[:nh], dim=a.dim, M=16, ef_construction=40)
-    b = time.perf_counter() - t1
-    print(f"# binary_hnsw: N={nh}, M=16, ef_construction=40, build {b:.1f}s", flush=True)
-    for ef in (16, 32, 64, 128, 256):
-        hnsw.set_search_params(ef_search=ef)
-        record("binary_hnsw", f"ef={ef} N={nh}", b, measure_qps(hnsw.search, qcodes, k, repeats=3), d_h, i_h,
-               qps_h)  # fmt: skip
-    del hnsw
+    if nh:
+        t1 = time.perf_counter()
+        hnsw = build_index("binary_hnsw", codes[:nh], dim=a.dim, M=16, ef_construction=40)
+        b = time.perf_counter() - t1
+        print(f"# binary_hnsw: N={nh}, M=16, ef_construction=40, build {b:.1f}s", flush=True)
+        for ef in (16, 32, 64, 128, 256):
+            hnsw.set_search_params(ef_search=ef)
+            record("binary_hnsw", f"ef={ef} N={nh}", b, measure_qps(hnsw.search, qcodes, k, repeats=3),
+                   d_h, i_h, qps_h)  # fmt: skip
+        del hnsw
     if x is not None:
         nf = min(n, a.float_n)
         x = x[:nf]

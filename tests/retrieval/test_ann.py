@@ -64,6 +64,25 @@ def test_binary_ivf_full_probe_is_exact(data):
     np.testing.assert_array_equal(i[inner], i_ex[inner])
 
 
+def test_binary_ivf_puts_each_code_in_a_nearest_cell(data):
+    """Cells are assigned by geoemb's popcount scan: every code sits in a cell whose centroid is at
+    its minimum Hamming distance (numpy oracle over all centroids); ids are the row positions."""
+    import faiss
+
+    _, codes, _, _ = data
+    idx = build_index("binary_ivf", codes, dim=DIM, nlist=37)
+    ivf = idx._index
+    cents = faiss.vector_to_array(faiss.downcast_IndexBinary(ivf.quantizer).xb).reshape(37, -1)
+    dist = np.bitwise_count(np.bitwise_xor(codes[:, None, :], cents[None])).sum(-1)
+    seen = []
+    for c in range(37):
+        n = ivf.invlists.list_size(c)
+        ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(c), n).copy()
+        seen.append(ids)
+        np.testing.assert_array_equal(dist[ids, c], dist[ids].min(1))
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(len(codes)))
+
+
 def test_recall_grows_with_nprobe(data):
     _, codes, _, q = data
     d_ex, i_ex = _exact(codes, q)
