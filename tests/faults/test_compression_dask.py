@@ -120,7 +120,7 @@ def _install_killer(marker: str | None) -> int:
     workers when ``marker`` is a path (an ``O_EXCL`` file), every time when ``None``."""
     import geoemb.compression.study as sm
 
-    real = sm.evaluate_config
+    real = sm.__dict__.setdefault("_real_evaluate_config", sm.evaluate_config)
 
     def dying(cfg, *a, **k):
         if cfg == "int8":
@@ -163,5 +163,6 @@ def test_worker_killed_mid_config(client, tables, reference, tmp_path, kill_ever
         _same(_rows(tmp_path / "r"), ref)
     finally:
         client.run_on_scheduler(_set_allowed_failures, old)
-        client.restart()  # fresh workers: no killer left installed
+        client.run(_uninstall)  # (workers restarted by their nanny have none)
+    client.wait_for_workers(2, timeout=300)
     assert set(client.run(os.getpid).values()) != set(pids.values())

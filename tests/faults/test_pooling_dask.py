@@ -75,7 +75,8 @@ def test_local_cluster_equals_in_process_bitwise(client, splits, reference, tmp_
         b = read_sidecar(ref_root / "aef" / m / "spatial.npz")
         assert a["key"] == b["key"]
         assert not slot.chunk_dir(m).exists()  # assembled: chunks removed
-    _assert_bitwise(_pool(splits, "none", slot), ref)  # in-process reads the Dask-built entries
+    # in-process reads the Dask-built entries as it reads its own (cache hits: int32 labels)
+    _assert_bitwise(_pool(splits, "none", slot), _pool(splits, "none", _slot(ref_root)))
 
 
 def test_no_cache_and_spec_string(splits, reference):
@@ -111,6 +112,8 @@ def test_chunk_files_reused_only_under_their_key(splits, tmp_path, monkeypatch):
     for f in bad:
         run_chunk(train, c, {}, OPTS, "cpu", files)  # valid files under `files`' keys
         assert _recomputes(monkeypatch, train, c, f)[1], "a chunk under another key was reused"
+    run_chunk(train, c, {}, OPTS, "cpu", files)  # valid again, then one file truncated
+    assert not _recomputes(monkeypatch, train, c, files)[1]
     p = files["stats"][0]
     with open(p, "r+b") as fh:
         fh.truncate(os.path.getsize(p) // 2)
@@ -135,14 +138,14 @@ _real_stream = F._stream
 
 
 def _install_killer(marker: str | None) -> int:
-    """The worker's next chunk of the test part kills its process (SIGKILL): once across all
+    """The worker's next train chunk [14, 28) kills its process (SIGKILL): once across all
     workers when ``marker`` is a path (an ``O_EXCL`` file), every time when ``None``."""
     import geoemb.pooling.features as feats
 
-    real = feats._stream
+    real = feats.__dict__.setdefault("_real_stream", feats._stream)
 
     def dying(ds, methods, states, opts, device, desc, *a, **k):
-        if "/test chunk" in desc and "[14, 28)" in desc:
+        if "/train chunk of patches [14, 28)" in desc:
             if marker is not None:
                 try:
                     os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -153,6 +156,13 @@ def _install_killer(marker: str | None) -> int:
 
     feats._stream = dying
     return os.getpid()
+
+
+def _uninstall_killer() -> None:
+    import geoemb.pooling.features as feats
+
+    if "_real_stream" in feats.__dict__:
+        feats._stream = feats.__dict__.pop("_real_stream")
 
 
 def _set_allowed_failures(n: int, dask_scheduler=None) -> int:
@@ -171,7 +181,7 @@ def test_worker_killed_mid_chunk(client, splits, reference, tmp_path, kill_every
     old = client.run_on_scheduler(_set_allowed_failures, 0 if kill_every_time else 3)
     try:
         if kill_every_time:
-            with pytest.raises(PoolingChunkError, match=r"aef/spatial/test chunk of patches "
+            with pytest.raises(PoolingChunkError, match=r"aef/spatial/train chunk of patches "
                                r"\[14, 28\) .*died too often"):  # fmt: skip
                 _pool(splits, client, slot)
             for m in METHODS:  # nothing assembled; the finished train chunks wait for the rerun
@@ -182,7 +192,8 @@ def test_worker_killed_mid_chunk(client, splits, reference, tmp_path, kill_every
             assert os.path.exists(marker)  # a worker really was killed mid-task
     finally:
         client.run_on_scheduler(_set_allowed_failures, old)
-        client.restart()  # fresh workers: no killer left installed
+        client.run(_uninstall_killer)  # (workers restarted by their nanny have none)
+    client.wait_for_workers(2, timeout=300)
     if kill_every_time:  # the rerun reuses the finished chunks and completes identically
         _assert_bitwise(_pool(splits, client, slot), ref)
         assert not slot.chunk_dir("stats").exists()

@@ -29,6 +29,7 @@ import json
 import logging
 import shutil
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,7 +94,7 @@ def _read_chunk(path: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] |
             x, y = z["x"], z["y"]
     except FileNotFoundError:
         return None
-    except (OSError, EOFError, KeyError, ValueError) as e:
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
         log.warning("chunk %s unreadable (%s): recomputing it", path, e)
         return None
     if (
