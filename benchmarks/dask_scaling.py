@@ -76,14 +76,14 @@ def _pooling(mode: str, work: Path, quick: bool, client) -> tuple[dict, float, s
 def _compression(mode: str, work: Path, quick: bool, client) -> tuple[dict, float, str]:
     import pandas as pd
 
-    from geoemb.compression.study import StudyConfig, run_study
+    from geoemb.compression.study import SpectraConfig, StudyConfig, run_study
     from geoemb.probes import ProbeConfig
     from geoemb.synthetic.embedding_table import make_table
 
     n_tr, n_te = (600, 200) if quick else (5000, 1500)
     tables = {"e128": make_table(n_tr, n_te, 128, num_classes=10, intrinsic_dim=16, seed=1)}
     study = StudyConfig(probe=ProbeConfig(knn_k=(5,), linear=True, C=1.0),
-                        bootstrap_resamples=999, spectra=False)  # fmt: skip
+                        bootstrap_resamples=999, spectra=SpectraConfig(enabled=False))  # fmt: skip
     rd = work / f"rows-{mode}"
     t0 = time.perf_counter()
     run_study(tables, COMP_CONFIGS, study, rd, dask=client)
