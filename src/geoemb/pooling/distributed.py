@@ -213,8 +213,15 @@ def pool_todo_dask(
                                  files(c))) for c in chunks]  # fmt: skip
 
     def gather(items: list[tuple[Chunk, Any]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        res = [tasks.result(it) for _, it in items]
-        methods = items[0][0].methods
+        c0 = items[0][0]
+        it: Any = items
+        if opts.progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(items, desc=f"{desc}/{c0.part} {list(c0.methods)}", unit="chunk",
+                      leave=False)  # fmt: skip
+        res = [tasks.result(item) for _, item in it]
+        methods = c0.methods
         feats = {m: np.concatenate([r[0][m] for r in res]) for m in methods}
         return feats, np.concatenate([r[1] for r in res]).astype(np.int64)
 
