@@ -307,6 +307,13 @@ class StudyOutcome:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
+def _evaluate_timed(config, data, baseline, class_names, study) -> dict[str, Any]:
+    """:func:`evaluate_config` plus ``total_s`` (what one Dask task runs)."""
+    t0 = time.perf_counter()
+    row = evaluate_config(config, data, baseline, class_names, study)
+    return {**row, "total_s": time.perf_counter() - t0}
+
+
 def run_study(
     tables: Mapping[str, Mapping[str, np.ndarray]],
     configs: Sequence[str],
@@ -315,6 +322,7 @@ def run_study(
     class_names: Callable[[int], Sequence[str]] = lambda k: [f"class{i}" for i in range(k)],
     data_source: str = "real",
     on_row: Callable[[dict[str, float]], None] | None = None,
+    dask: Any = None,
 ) -> StudyOutcome:
     """Run every config on every encoder's table; write rows, baselines and spectra.
 
@@ -328,53 +336,69 @@ def run_study(
     class_names : ``k -> names`` of labels ``0..k-1``
     data_source : ``"real"`` or ``"synthetic"`` (a column of every row)
     on_row : called with each finished row's scalar metrics (logging)
+    dask : ``None``/``"none"``: every config in this process, one after the other; a spec
+        (``local:2``, ``tcp://host:8786``, :func:`geoemb.utils.dask.dask_client`) or an existing
+        ``distributed.Client``: one Dask task per feasible config (see
+        :mod:`geoemb.compression.distributed`). Rows are written in config order either way, so
+        the results table is the same (timing columns aside).
 
     Raises
     ------
     ConfigFailedError
-        A config failed for a reason other than infeasibility (after recording a ``failed`` row).
+        A config failed for a reason other than infeasibility (after recording a ``failed`` row),
+        or its Dask task's workers died too often.
     """
+    from geoemb.compression.distributed import config_runner
+
     results_dir = Path(results_dir)
     protocol = fingerprint(params=study.protocol())
     out = StudyOutcome()
-    for enc, data in tables.items():
-        k = int(max(data["y_train"].max(), data["y_test"].max()) + 1)
-        classes = list(class_names(k))
-        data_fp = fingerprint({key: data[key] for key in FEATURE_KEYS})
-        base = baseline_predictions(data, study, results_dir / "baseline", enc, data_fp)
-        if study.spectra.enabled:
-            spectra(enc, data["x_train"], study.spectra, results_dir / "spectra", data_fp,
-                    study.seed, study.pooling, study.split)  # fmt: skip
-        ident = {"encoder": enc, "pooling": study.pooling, "split": study.split,
-                 "data_source": data_source, "data_fingerprint": data_fp, "protocol": protocol}  # fmt: skip
-        n_train, dim = data["x_train"].shape
-        for cfg in configs:
-            try:  # infeasible by construction (the blog's "—" cells): skipped with its reason
-                build(cfg).check_feasible(n_train, dim)
-            except InfeasibleConfigError as e:
-                log.warning("skipping %s on %s: %s", cfg, enc, e)
-                out.skipped.append({"encoder": enc, "config": cfg, "reason": str(e)})
-                write_row(results_dir, enc, cfg, study, {**ident, "config": cfg, "dim": dim,
-                          "status": "skipped", "skip_reason": str(e)})  # fmt: skip
-                continue
-            t0 = time.perf_counter()
+    with config_runner(dask) as runner:
+        for enc, data in tables.items():
+            k = int(max(data["y_train"].max(), data["y_test"].max()) + 1)
+            classes = list(class_names(k))
+            data_fp = fingerprint({key: data[key] for key in FEATURE_KEYS})
+            base = baseline_predictions(data, study, results_dir / "baseline", enc, data_fp)
+            if study.spectra.enabled:
+                spectra(enc, data["x_train"], study.spectra, results_dir / "spectra", data_fp,
+                        study.seed, study.pooling, study.split)  # fmt: skip
+            ident = {"encoder": enc, "pooling": study.pooling, "split": study.split,
+                     "data_source": data_source, "data_fingerprint": data_fp,
+                     "protocol": protocol}  # fmt: skip
+            n_train, dim = data["x_train"].shape
+            feasible: list[str] = []
+            for cfg in configs:
+                try:  # infeasible by construction (the blog's "—" cells): skipped with its reason
+                    build(cfg).check_feasible(n_train, dim)
+                except InfeasibleConfigError as e:
+                    log.warning("skipping %s on %s: %s", cfg, enc, e)
+                    out.skipped.append({"encoder": enc, "config": cfg, "reason": str(e)})
+                    write_row(results_dir, enc, cfg, study, {**ident, "config": cfg, "dim": dim,
+                              "status": "skipped", "skip_reason": str(e)})  # fmt: skip
+                    continue
+                feasible.append(cfg)
+            results = runner(_evaluate_timed, feasible, (data, base, classes, study))
             try:
-                row = evaluate_config(cfg, data, base, classes, study)
-            except Exception as e:
-                # record the failure under the row's name (so no older row of this config
-                # survives and no later aggregate builds a table without it), then fail
-                msg = f"{type(e).__name__}: {e}"
-                write_row(results_dir, enc, cfg, study, {**ident, "config": cfg, "dim": dim,
-                          "status": "failed", "skip_reason": msg})  # fmt: skip
-                raise ConfigFailedError(
-                    f"compression config {cfg!r} failed on encoder {enc!r}: {msg}"
-                ) from e
-            row = {**ident, **row, "status": "ok", "total_s": time.perf_counter() - t0}
-            write_row(results_dir, enc, cfg, study, row)
-            scal = {f"compression/{enc}/{cfg}/{k}": float(row[k])
-                    for k in SCALARS if k in row and row[k] is not None}  # fmt: skip
-            out.metrics.update(scal)
-            if on_row is not None:
-                on_row(scal)
-            log.info("%s %s: knn=%.4f bytes=%.1f", enc, cfg, row["knn_acc"], row["bytes_payload"])
+                for cfg, (row, err) in zip(feasible, results):  # config order, lazily
+                    if err is not None:
+                        # record the failure under the row's name (so no older row of this config
+                        # survives and no later aggregate builds a table without it), then fail
+                        msg = f"{type(err).__name__}: {err}"
+                        write_row(results_dir, enc, cfg, study, {**ident, "config": cfg, "dim": dim,
+                                  "status": "failed", "skip_reason": msg})  # fmt: skip
+                        raise ConfigFailedError(
+                            f"compression config {cfg!r} failed on encoder {enc!r}: {msg}"
+                        ) from err
+                    row = {**ident, **{k: v for k, v in row.items() if k != "total_s"},
+                           "status": "ok", "total_s": row["total_s"]}  # fmt: skip
+                    write_row(results_dir, enc, cfg, study, row)
+                    scal = {f"compression/{enc}/{cfg}/{k}": float(row[k])
+                            for k in SCALARS if k in row and row[k] is not None}  # fmt: skip
+                    out.metrics.update(scal)
+                    if on_row is not None:
+                        on_row(scal)
+                    log.info("%s %s: knn=%.4f bytes=%.1f", enc, cfg, row["knn_acc"],
+                             row["bytes_payload"])  # fmt: skip
+            finally:
+                results.close()  # the runner's clean-up (cancel pending tasks) now
     return out

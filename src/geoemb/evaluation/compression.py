@@ -27,6 +27,7 @@ from geoemb.evaluation.base import Evaluator
 from geoemb.probes import ProbeConfig
 from geoemb.reporting.compression import aggregate, main
 from geoemb.run.context import RunContext
+from geoemb.utils.dask import parse_dask_spec
 from geoemb.utils.io import atomic_write_text
 
 __all__ = ["CompressionEvaluator", "main"]
@@ -57,6 +58,9 @@ class CompressionEvaluator(Evaluator):
     device : str, optional
         Probes' torch device; ``null``/``auto`` = the run's device (``cpu`` is bit-identical to
         sklearn's kNN).
+    dask : str, optional
+        Where the configs run (``dask.scheduler`` from ``conf/dask/``: ``none``, ``local:N`` or a
+        scheduler address): one Dask task per config; the rows equal the in-process run's.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class CompressionEvaluator(Evaluator):
         aggregate: bool = True,
         plots: bool = True,
         device: str | None = "cpu",
+        dask: str | None = None,
     ) -> None:
         if mode not in ("run", "aggregate"):
             raise InputError(f"evaluation.mode must be 'run' or 'aggregate', got {mode!r}")
@@ -89,6 +94,7 @@ class CompressionEvaluator(Evaluator):
         )  # fmt: skip
         self.results_dir, self.mode = results_dir, mode
         self.do_aggregate, self.plots, self.device = bool(aggregate), bool(plots), device
+        self.dask = parse_dask_spec(dask)  # a bad spec fails before any data is read
 
     def results_path(self, ctx: RunContext) -> Path:
         """``results_dir``, else ``<sweep dir>/compression`` in a multirun, else the run dir."""
@@ -106,7 +112,8 @@ class CompressionEvaluator(Evaluator):
         study = replace(self.study, probe=replace(self.study.probe, seed=ctx.seed),
                         device=str(device), pooling=self.data.pooling, split=self.data.split)  # fmt: skip
         outcome = run_study(tables, self.configs, study, results_dir, self.data.class_names,
-                            self.data.data_source, on_row=ctx.logger.log_metrics)  # fmt: skip
+                            self.data.data_source, on_row=ctx.logger.log_metrics,
+                            dask=self.dask)  # fmt: skip
         job = {"results_dir": str(results_dir), "encoders": list(tables), "configs": self.configs,
                "data_source": self.data.data_source, "skipped": outcome.skipped}  # fmt: skip
         atomic_write_text(ctx.output_dir / "compression_job.json", json.dumps(job, indent=2))

@@ -46,6 +46,7 @@ from geoemb.pooling.features import PoolOptions, expand_methods, pool_split
 from geoemb.probes import ProbeConfig, run_probes
 from geoemb.reporting import geopool as report
 from geoemb.run.context import RunContext
+from geoemb.utils.dask import dask_client, parse_dask_spec
 
 __all__ = ["CacheOptions", "GeoPoolEvaluator", "evaluate_head_checkpoint", "probe_rows"]
 
@@ -146,6 +147,10 @@ class GeoPoolEvaluator(Evaluator):
     extra_results : more results CSVs (paths/globs), e.g. heads' ``geopool_head_results.csv``.
     heads : PoolingClassifier checkpoints (paths/globs) to evaluate into the same tables.
     progress : progress bars for the pooling passes.
+    dask : where the pooling passes run (``dask.scheduler`` from ``conf/dask/``: ``none``,
+        ``local:N`` or a scheduler address): one Dask task per chunk of ``chunk_size`` patches ×
+        pass, with resumable chunk files beside the cache; features bitwise the in-process ones.
+    chunk_size : patches per Dask task (rounded up to a multiple of ``data.batch_size``).
     """
 
     def __init__(
@@ -162,6 +167,8 @@ class GeoPoolEvaluator(Evaluator):
         extra_results: Sequence[str] = (),
         heads: Sequence[str] = (),
         progress: bool = True,
+        dask: str | None = None,
+        chunk_size: int = 1024,
     ) -> None:
         if not (isinstance(getattr(data, "source", None), DataSource) and hasattr(data, "hparams")):
             raise InputError("evaluation.data: expected the EuroSAT-Embed DataModule "
@@ -187,6 +194,10 @@ class GeoPoolEvaluator(Evaluator):
         self.results_dir = Path(results_dir) if results_dir else None
         self.table_k, self.aggregate, self.progress = int(table_k), bool(aggregate), bool(progress)
         self.extra_results, self.heads = list(extra_results or []), list(heads or [])
+        self.dask = parse_dask_spec(dask)  # a bad spec fails before any data is read
+        if int(chunk_size) < 1:
+            raise InputError(f"evaluation.chunk_size={chunk_size}: expected >= 1 patches per task")
+        self.chunk_size = int(chunk_size)
 
     def data_root(self) -> Path:
         """The folder to read (real root checked per encoder, or the stand-in generated once)."""
@@ -200,7 +211,8 @@ class GeoPoolEvaluator(Evaluator):
         """``synthetic`` for the stand-in (``data.synthetic=true`` or a generated tree), else ``real``."""
         return "synthetic" if self.source.synthetic or is_synthetic(root) else "real"
 
-    def _pool(self, root: Path, enc: str, st: str, ctx: RunContext, cache, memo) -> dict:
+    def _pool(self, root: Path, enc: str, st: str, ctx: RunContext, cache, memo,
+              client=None) -> dict:  # fmt: skip
         hp = self.data.hparams
         train, test = (EuroSATEmbedDataset(root, enc, s, st, hp["values"], hp["size"])
                        for s in ("train", "test"))  # fmt: skip
@@ -213,7 +225,8 @@ class GeoPoolEvaluator(Evaluator):
                     "n_test": len(test)}  # fmt: skip
             slot = SplitCache(cache, enc, st, files_digest(files, memo),
                               {"values": hp["values"], "size": int(hp["size"])}, info)  # fmt: skip
-        return pool_split(train, test, self.methods, opts, ctx.device, slot, f"{enc}/{st}")
+        return pool_split(train, test, self.methods, opts, ctx.device, slot, f"{enc}/{st}",
+                          dask=client, chunk_size=self.chunk_size)  # fmt: skip
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Pool, probe, write ``jobs/*.csv`` and (optionally) the aggregated tables/plot."""
@@ -233,18 +246,20 @@ class GeoPoolEvaluator(Evaluator):
                  self.encoders, self.methods, tags["data_source"], rd)  # fmt: skip
         metrics: dict[str, float] = {}
         memo: dict[str, str] = {}
-        for enc in self.encoders:
-            per_method: dict[str, list[dict]] = {m: [] for m in self.methods}
-            for st in self.split_types:
-                for m, rec in self._pool(root, enc, st, ctx, cache, memo).items():
-                    rows = probe_rows(rec["x_train"], rec["y_train"], rec["x_test"], rec["y_test"],
-                                      device=ctx.device, probe=probe)  # fmt: skip
-                    for r in rows:
-                        r.update(encoder=enc, pool=m, split_type=st, **tags)
-                        metrics[f"test/{r['probe']}_acc/{st}/{enc}/{m}"] = r["accuracy"]
-                    per_method[m] += rows
-            for m, rows in per_method.items():
-                report.write_job(rd, f"{enc}__{m}", rows)
+        with dask_client(self.dask) as client:  # one cluster for every encoder x split
+            for enc in self.encoders:
+                per_method: dict[str, list[dict]] = {m: [] for m in self.methods}
+                for st in self.split_types:
+                    pooled = self._pool(root, enc, st, ctx, cache, memo, client)
+                    for m, rec in pooled.items():
+                        rows = probe_rows(rec["x_train"], rec["y_train"], rec["x_test"],
+                                          rec["y_test"], device=ctx.device, probe=probe)  # fmt: skip
+                        for r in rows:
+                            r.update(encoder=enc, pool=m, split_type=st, **tags)
+                            metrics[f"test/{r['probe']}_acc/{st}/{enc}/{m}"] = r["accuracy"]
+                        per_method[m] += rows
+                for m, rows in per_method.items():
+                    report.write_job(rd, f"{enc}__{m}", rows)
         head_rows = [evaluate_head(model, ctx.device) for model in heads]
         for r in head_rows:
             metrics[f"test/end2end_acc/{r['split_type']}/{r['encoder']}/{r['pool']}"] = r[

@@ -225,6 +225,13 @@ class SplitCache:
     def key(self, method: str, extra: Mapping[str, Any] | None = None) -> str:
         return cache_key(self.data_digest, method, {**self.params, **dict(extra or {})})
 
+    def chunk_dir(self, method: str) -> Path:
+        """Folder of the partial (per-chunk) results of a Dask build of ``method``'s entry
+        (``<split_type>.chunks/`` beside the ``.npz``; :mod:`geoemb.pooling.distributed`)."""
+        return cache_path(self.cache.root, self.encoder, method, self.split_type).with_suffix(
+            ".chunks"
+        )
+
     def get(self, method: str, extra: Mapping[str, Any] | None = None) -> dict | None:
         return self.cache.get(self.encoder, method, self.split_type, self.key(method, extra))
 

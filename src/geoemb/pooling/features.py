@@ -40,6 +40,7 @@ from geoemb.pooling import (
     transform_pooled,
 )
 from geoemb.pooling.cache import SplitCache
+from geoemb.utils.dask import dask_client, parse_dask_spec
 
 __all__ = ["PoolOptions", "expand_methods", "iter_batches", "method_meta", "pool_split"]
 
@@ -91,8 +92,18 @@ def iter_batches(
                None if bool(m.all()) else m.to(device, non_blocking=True), batch["label"])  # fmt: skip
 
 
+def _warn_nonfinite(feats: Mapping[str, np.ndarray], desc: str) -> None:
+    for m, f in feats.items():
+        bad = ~np.isfinite(f).all(axis=1)
+        if bad.any():
+            log.warning("pooling %r of %s: %d of %d feature rows are non-finite (overflow in "
+                        "pooling); the probes replace them by 0 as the reference does",
+                        m, desc, int(bad.sum()), len(f))  # fmt: skip
+
+
 def _stream(ds: Dataset, methods: list[str], states: dict, opts: PoolOptions,
-            device: torch.device, desc: str) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+            device: torch.device, desc: str,
+            warn: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     feats: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     ys = []
     with torch.no_grad():
@@ -102,12 +113,8 @@ def _stream(ds: Dataset, methods: list[str], states: dict, opts: PoolOptions,
                 feats[m].append(res[m].float().cpu().numpy())
             ys.append(y.numpy())
     out = {m: np.concatenate(v).astype(np.float32, copy=False) for m, v in feats.items()}
-    for m, f in out.items():
-        bad = ~np.isfinite(f).all(axis=1)
-        if bad.any():
-            log.warning("pooling %r of %s: %d of %d feature rows are non-finite (overflow in "
-                        "pooling); the probes replace them by 0 as the reference does",
-                        m, desc, int(bad.sum()), len(f))  # fmt: skip
+    if warn:
+        _warn_nonfinite(out, desc)
     return out, np.concatenate(ys).astype(np.int64)
 
 
@@ -119,6 +126,8 @@ def pool_split(
     device: torch.device,
     cache: SplitCache | None = None,
     desc: str = "",
+    dask: Any = None,
+    chunk_size: int = 1024,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Pooled ``{method: {"x_train", "y_train", "x_test", "y_test"}}`` of one train/test pair.
 
@@ -130,6 +139,12 @@ def pool_split(
     device : where pooling and fitting run.
     cache : read hits from / write new entries to this encoder x split type's cache.
     desc : label for progress bars and log lines (``"aef/spatial"``).
+    dask : ``None``/``"none"``: the passes stream in this process; a spec (``local:2``,
+        ``tcp://host:8786``: :func:`geoemb.utils.dask.dask_client`) or an existing
+        ``distributed.Client``: one Dask task per chunk of ``chunk_size`` patches × pass, with
+        resumable chunk files beside the cache (:mod:`geoemb.pooling.distributed`). The features
+        are bitwise those of the in-process path.
+    chunk_size : patches per Dask task (rounded up to a multiple of ``opts.batch_size``).
 
     Returns
     -------
@@ -157,6 +172,18 @@ def pool_split(
     on_pixels = [m for m in todo if m not in free and method_meta(m)["fit_on"] == "pixels"]
     on_pooled = {m: str(method_meta(m)["fit_on"]) for m in todo if m not in free + on_pixels}
     first = list(dict.fromkeys(free + list(on_pooled.values())))
+    if hasattr(dask, "submit") or parse_dask_spec(dask).kind != "none":
+        from geoemb.pooling.distributed import pool_todo_dask
+
+        passes = {"first": first, "on_pixels": on_pixels, "on_pooled": on_pooled}
+        if hasattr(dask, "submit"):  # an existing distributed.Client
+            got = pool_todo_dask(dask, train, test, todo, passes, opts, device, cache, extra,
+                                 desc, chunk_size)  # fmt: skip
+        else:
+            with dask_client(dask) as client:
+                got = pool_todo_dask(client, train, test, todo, passes, opts, device, cache,
+                                     extra, desc, chunk_size)  # fmt: skip
+        return {**out, **got}
     tr, ytr = _stream(train, first, {}, opts, device, f"{desc}/train") if first else ({}, None)
     states: dict[str, Any] = {}
     for m, src in on_pooled.items():  # pca_<k>: fit on the float64 train mean vectors
