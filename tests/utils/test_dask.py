@@ -42,6 +42,17 @@ def test_unreachable_scheduler_is_a_clear_error():
 
 @pytest.mark.loopback
 @pytest.mark.slow
-def test_local_cluster_runs_tasks():
-    with dask_client("local:1", memory_limit="1GiB") as client:
-        assert client.submit(sum, [1, 2, 3]).result() == 6
+def test_local_cluster_runs_tasks_on_loopback_only(caplog):
+    """A local cluster's scheduler, workers and dashboard listen on 127.0.0.1, never on all
+    interfaces (Dask's own default dashboard is 0.0.0.0:8787); the dashboard link is logged."""
+    from urllib.parse import urlparse
+
+    with caplog.at_level("INFO", logger="geoemb.utils.dask"):
+        with dask_client("local:1", memory_limit="1GiB") as client:
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+            info = client.scheduler_info()
+            addresses = [info["address"], *info["workers"]]
+            assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+            link = urlparse(client.dashboard_link)
+            assert link.hostname == "127.0.0.1" and link.port != 8787
+    assert f"Dask dashboard: {client.dashboard_link}" in caplog.text

@@ -11,7 +11,9 @@ Spec grammar (command line ``--dask SPEC``, Hydra ``dask.scheduler=SPEC``):
     no Dask: the pipeline's single-process path.
 ``"local"`` / ``"local:N"``
     a ``distributed.LocalCluster`` with ``N`` worker processes (default: the machine's cores), one
-    thread each, memory limit ``memory_limit`` per worker; closed when the block exits.
+    thread each, memory limit ``memory_limit`` per worker; closed when the block exits. Scheduler,
+    workers and dashboard listen on 127.0.0.1 only (the dashboard on a free port, its link logged;
+    the plots need ``bokeh``).
 ``"tcp://host:port"`` (or any address ``distributed.Client`` accepts, e.g. ``tls://``)
     an existing scheduler (a SLURM/Kubernetes/dask-jobqueue cluster); left running on exit. An
     unreachable address is a :class:`~geoemb.errors.InputError` naming it.
@@ -20,6 +22,7 @@ Spec grammar (command line ``--dask SPEC``, Hydra ``dask.scheduler=SPEC``):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from geoemb.errors import InputError
 
 __all__ = ["DaskSpec", "dask_client", "parse_dask_spec"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ def dask_client(
     *,
     memory_limit: str = "auto",
     timeout: float = 10.0,
+    dashboard: str = "127.0.0.1:0",
 ) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` for ``spec`` (``None`` when the spec is ``none``).
 
@@ -84,6 +90,9 @@ def dask_client(
         Per-worker memory limit of a ``local`` cluster (Dask's own grammar, e.g. ``"4GiB"``).
     timeout
         Seconds to wait for a remote scheduler before the clear error.
+    dashboard
+        ``host:port`` of a ``local`` cluster's dashboard (default: a free port on 127.0.0.1). The
+        link (of a remote scheduler's dashboard too) is logged at INFO when there is one.
     """
     parsed = parse_dask_spec(spec)
     if parsed.kind == "none":
@@ -98,10 +107,12 @@ def dask_client(
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=memory_limit,
-                dashboard_address=None,
+                host="127.0.0.1",
+                dashboard_address=dashboard,
             ) as cluster,
             Client(cluster) as client,
         ):
+            _log_dashboard(client)
             yield client
         return
     try:
@@ -111,7 +122,14 @@ def dask_client(
             f"cannot reach the Dask scheduler at {parsed.address} (waited {timeout:g} s): {e}. "
             "Start it (dask scheduler / your cluster's launcher) or use dask=local."
         ) from e
+    _log_dashboard(client)
     try:
         yield client
     finally:
         client.close()
+
+
+def _log_dashboard(client: object) -> None:
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        log.info("Dask dashboard: %s", link)
