@@ -129,3 +129,14 @@ def test_mixed_part_schemas_name_the_part_and_field(two_zone, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="directory without parts"):
         zonal_stats(tmp_path / "empty", tiles=tiles, **KW)
+
+
+def test_bad_row_in_a_part_names_the_layer_row(two_zone, tmp_path):
+    gdf = random_layer(two_zone, 12, seed=6)
+    coords = np.asarray(gdf.geometry.iloc[9].exterior.coords)
+    coords[1, 0] = np.nan
+    gdf.loc[9, "geometry"] = shapely.Polygon(coords)
+    root = tmp_path / "bad"
+    write_parts(gdf, root, [5, 7], "parquet")
+    with pytest.raises(InputError, match=r"bad \(layer rows\): rows \[9\] have NaN"):
+        zonal_stats(root, tiles=list(two_zone["tiles"].values()), **KW)

@@ -39,6 +39,7 @@ import shapely
 from geoemb.errors import InputError
 from geoemb.utils.dask import dask_client, parse_dask_spec
 from geoemb.zonal.checks import ZonalWarning, check_output, warn
+from geoemb.zonal.distributed import DaskPartitionError
 
 __all__ = ["PartSchema", "check_parts", "is_partitioned", "list_parts", "zonal_stats_partitioned"]
 
@@ -87,7 +88,7 @@ def list_parts(root: Path) -> list[Path]:
 @dataclasses.dataclass(frozen=True)
 class PartSchema:
     """What a part's header says: attribute columns -> type, geometry column, its geometry types
-    (empty: not declared), CRS (None: none), and the row count."""
+    (empty: not declared), CRS (None: none), the row count and the bounds (None: not stored)."""
 
     path: Path
     columns: dict[str, str]
@@ -95,6 +96,7 @@ class PartSchema:
     geom_types: tuple[str, ...]
     crs: pyproj.CRS | None
     rows: int
+    bbox: tuple[float, ...] | None = None
 
 
 def _parquet_schema(f: Path) -> PartSchema:
@@ -124,7 +126,10 @@ def _parquet_schema(f: Path) -> PartSchema:
         for fld in schema
         if fld.name != geom and fld.name not in index_cols and fld.name != "__null_dask_index__"
     }
-    return PartSchema(f, cols, geom, tuple(col.get("geometry_types", ())), crs, meta.num_rows)
+    bbox = col.get("bbox")
+    bbox = tuple(float(v) for v in bbox) if bbox is not None and len(bbox) == 4 else None
+    types = tuple(col.get("geometry_types", ()))
+    return PartSchema(f, cols, geom, types, crs, meta.num_rows, bbox)
 
 
 def _gpkg_schema(f: Path, layer: str | None) -> PartSchema:
@@ -139,7 +144,9 @@ def _gpkg_schema(f: Path, layer: str | None) -> PartSchema:
     gt = info["geometry_type"] or ""
     types = () if gt in ("", "Unknown", "Geometry") else (gt.removeprefix("3D ").strip(),)
     crs = None if info["crs"] is None else pyproj.CRS.from_user_input(info["crs"])
-    return PartSchema(f, cols, "geometry", types, crs, int(info["features"]))
+    tb = info.get("total_bounds")
+    bbox = tuple(float(v) for v in tb) if tb is not None else None
+    return PartSchema(f, cols, "geometry", types, crs, int(info["features"]), bbox)
 
 
 def check_parts(files: list[Path], layer: str | None = None) -> list[PartSchema]:
@@ -222,14 +229,28 @@ def _read_layer(files: list[Path], schemas: list[PartSchema], layer: str | None,
         counts = np.asarray(ddf.map_partitions(len).compute(), dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     ddf = ddf.map_partitions(_number_rows, offsets)
-    bounds = np.asarray(ddf.geometry.total_bounds.compute(), dtype=np.float64)
+    boxes = [s.bbox for s in schemas if s.rows]
+    if boxes and all(b is not None for b in boxes):  # from the part headers: no pass over rows
+        b = np.asarray(boxes, dtype=np.float64)
+        bounds = np.r_[b[:, :2].min(axis=0), b[:, 2:].max(axis=0)]
+    else:
+        bounds = np.asarray(ddf.geometry.total_bounds.compute(), dtype=np.float64)
     if not np.isfinite(bounds).all():  # no geometry at all: nothing to order
         return ddf
     # dask-geopandas' spatial_shuffle refuses null/empty geometries (which get no pixels but keep
-    # their row): order them at the curve's start, by a stand-in point used for the key only
+    # their row): order them at the curve's start, by a stand-in point used for the key only.
+    # The split points come from one pass over the keys (no sampling pass), and the shuffle is
+    # the in-memory task shuffle (partd's on-disk one spent most of its time re-encoding shapes)
     stand_in = shapely.Point(bounds[0], bounds[1])
     key = ddf.geometry.map_partitions(_filled, stand_in).hilbert_distance(total_bounds=bounds)
-    return ddf.set_index(key, npartitions=max(1, partitions))
+    keys = np.sort(np.asarray(key.compute()))
+    if not len(keys):
+        return ddf
+    at = np.linspace(0, len(keys) - 1, max(1, partitions) + 1).round().astype(np.int64)
+    divisions = np.unique(keys[at]).tolist()
+    if len(divisions) == 1:
+        divisions = divisions * 2
+    return ddf.set_index(key, divisions=divisions, shuffle_method="tasks")
 
 
 def _filled(geoms: gpd.GeoSeries, stand_in: Any) -> gpd.GeoSeries:
@@ -240,8 +261,8 @@ def _filled(geoms: gpd.GeoSeries, stand_in: Any) -> gpd.GeoSeries:
 _PER_PART = ("no polygon of <GeoDataFrame>", "polygons <GeoDataFrame>: no polygon left")
 
 
-def _task(part: gpd.GeoDataFrame, rasters: Any, filters: Any, pooling: Any, state: Any,
-          prefix: str) -> tuple[gpd.GeoDataFrame, set[str], list[str]] | None:  # fmt: skip
+def _task(part: gpd.GeoDataFrame, root: Path, rasters: Any, filters: Any, pooling: Any,
+          state: Any, prefix: str) -> tuple[gpd.GeoDataFrame, set[str], list[str]] | None:  # fmt: skip
     """One spatial partition through the single-layer pipeline; rows indexed by global row."""
     from geoemb.zonal.stats import _zonal_stats
 
@@ -251,7 +272,14 @@ def _task(part: gpd.GeoDataFrame, rasters: Any, filters: Any, pooling: Any, stat
     used: set[str] = set()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ZonalWarning)
-        out = _zonal_stats(part, rasters, filters, pooling, state, None, None, prefix, None, used)
+        try:
+            out = _zonal_stats(part, rasters, filters, pooling, state, None, None, prefix, None,
+                               used)  # fmt: skip
+        except InputError as e:  # name the layer's rows, not the partition's
+            rows = part[ROW].to_numpy()
+            msg = re.sub(r"rows \[([\d, ]+)\]", lambda m: "rows " + str(
+                [int(rows[int(i)]) for i in m.group(1).split(",")]), str(e))  # fmt: skip
+            raise InputError(msg.replace("<GeoDataFrame>", f"{root} (layer rows)")) from e
     info = out.attrs["zonal"]
     out = out.set_index(ROW)
     out.index.name = None
@@ -273,15 +301,23 @@ def _merge_info(infos: list[dict[str, Any]], used: set[str]) -> dict[str, Any]:
     return info
 
 
-def _compute(tasks: list[Any], dask: Any) -> list[Any]:
+def _compute(tasks: list[Any], dask: Any, root: Path) -> list[Any]:
     import dask as dk
 
-    if hasattr(dask, "submit"):
-        return dask.gather(dask.compute(tasks))
-    if parse_dask_spec(dask).kind == "none":
+    if not hasattr(dask, "submit") and parse_dask_spec(dask).kind == "none":
         return list(dk.compute(*tasks, scheduler="synchronous"))
-    with dask_client(dask) as client:
-        return client.gather(client.compute(tasks))
+    from distributed.scheduler import KilledWorker
+
+    try:
+        if hasattr(dask, "submit"):
+            return dask.gather(dask.compute(tasks))
+        with dask_client(dask) as client:
+            return client.gather(client.compute(tasks))
+    except KilledWorker as e:
+        raise DaskPartitionError(
+            f"a spatial partition of the polygon layer {root}: the Dask workers running it died "
+            f"too often ({e}); nothing was written. Check the workers' memory and rerun"
+        ) from e
 
 
 def zonal_stats_partitioned(
@@ -310,10 +346,10 @@ def zonal_stats_partitioned(
     total = sum(s.rows for s in schemas)
     ddf = read_layer(files, schemas, layer, math.ceil(total / max(1, int(pooling.chunk_size))))
     quiet = dataclasses.replace(pooling, progress=False)
-    tasks = [delayed(_task)(p, rasters, filters, quiet, state, feature_prefix)
+    tasks = [delayed(_task)(p, root, rasters, filters, quiet, state, feature_prefix)
              for p in ddf.to_delayed()]  # fmt: skip
     with dask_config.set({"dataframe.convert-string": False}):
-        results = [r for r in _compute(tasks, dask) if r is not None]
+        results = [r for r in _compute(tasks, dask, root) if r is not None]
     if not results:  # no rows at all: the single-layer run on the empty layer gives the schema
         from geoemb.zonal.stats import _zonal_stats
 
