@@ -367,7 +367,9 @@ def zonal_stats_partitioned(
     for m in dict.fromkeys(messages):
         if not m.startswith(_PER_PART):
             warn(m.replace("<GeoDataFrame>", str(root)))
-    if total and per_part[_PER_PART[0]] == len(results):
+    if total and not info["filters"].get("kept", 1):
+        warn(f"polygons {root}: no polygon left after the filters {info['filters']}")
+    elif total and per_part[_PER_PART[0]] == len(results):
         warn(f"no polygon of {root} has a valid pixel in (or intersects) any tile: all rows NaN")
     if output is not None:
         write_geoparquet(out, output)
