@@ -346,6 +346,8 @@ def zonal_stats_partitioned(
     total = sum(s.rows for s in schemas)
     ddf = read_layer(files, schemas, layer, math.ceil(total / max(1, int(pooling.chunk_size))))
     quiet = dataclasses.replace(pooling, progress=False)
+    if hasattr(dask, "submit") or parse_dask_spec(dask).kind != "none":
+        quiet = dataclasses.replace(quiet, num_workers=1)  # a Dask worker runs one task a thread
     tasks = [delayed(_task)(p, root, rasters, filters, quiet, state, feature_prefix)
              for p in ddf.to_delayed()]  # fmt: skip
     with dask_config.set({"dataframe.convert-string": False}):
