@@ -140,3 +140,15 @@ def test_bad_row_in_a_part_names_the_layer_row(two_zone, tmp_path):
     write_parts(gdf, root, [5, 7], "parquet")
     with pytest.raises(InputError, match=r"bad \(layer rows\): rows \[9\] have NaN"):
         zonal_stats(root, tiles=list(two_zone["tiles"].values()), **KW)
+
+
+def test_layer_of_empty_parts_gives_the_empty_schema(two_zone, tmp_path):
+    gdf = random_layer(two_zone, 12, seed=9).iloc[:0]
+    root = tmp_path / "empty_parts"
+    write_parts(gdf, root, [0, 0], "parquet")
+    tiles = list(two_zone["tiles"].values())
+    with pytest.warns(UserWarning, match="no polygon left"):
+        single = zonal_stats(gpd.read_parquet(root), tiles=tiles, **KW)
+    with pytest.warns(UserWarning, match="no polygon left"):
+        parted = zonal_stats(root, tiles=tiles, **KW)
+    assert len(parted) == 0 and list(parted.columns) == list(single.columns)
