@@ -4,6 +4,7 @@ refused naming the partition."""
 
 from __future__ import annotations
 
+import dask_geopandas
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -95,3 +96,15 @@ def test_malformed_partition_results_name_the_partition():
     with pytest.raises(DaskPartitionError, match="partition 7"):
         _check(part, None, job)
     assert issubclass(DaskPartitionError, GeoembError)
+
+
+def test_partitioned_layer_on_dask_equals_single_process(two_zone, client, tmp_path):
+    from tests.zonal.test_partitioned import random_layer
+
+    gdf = random_layer(two_zone, 40, seed=8)
+    root = tmp_path / "blocks.parquet"
+    dask_geopandas.from_geopandas(gdf, npartitions=3).to_parquet(root)
+    tiles = list(two_zone["tiles"].values())
+    kw = {**KW, "method": "mean_std", "weighting": "coverage", "chunk_size": 8}
+    single = zonal_stats(gpd.read_parquet(root), tiles=tiles, num_workers=1, **kw)
+    assert_same_rows(single, zonal_stats(root, tiles=tiles, dask=client, **kw))

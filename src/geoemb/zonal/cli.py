@@ -48,7 +48,8 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="zonal_cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("stats", help="pool embedding pixels per polygon -> GeoParquet")
-    s.add_argument("polygons", help="GeoPackage / GeoParquet / Shapefile (any CRS)")
+    s.add_argument("polygons", help="GeoPackage / GeoParquet / Shapefile (any CRS), or a directory "
+                   "of GeoParquet/GeoPackage parts (e.g. dask_geopandas.to_parquet's output)")  # fmt: skip
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--tiles", nargs="+", help="GeoTIFF paths, folders or globs")
     src.add_argument("--tile-index", help="tile index (footprints -> paths), e.g. aef_index.gpkg")

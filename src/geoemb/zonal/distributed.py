@@ -138,6 +138,11 @@ def run_partitions(
     try:
         client_given = hasattr(dask, "submit")  # an existing distributed.Client
         if not parts or (not client_given and parse_dask_spec(dask).kind == "none"):
+            if max(1, threads) == 1:  # in this thread: a fresh pool thread would open its own
+                for p in parts:  # PROJ context and database (~0.1 s per call, per partition)
+                    on_result(_check(p, run_partition(*args(p), job), job))
+                    bar.update(len(p.rows))
+                return
             with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
                 futs = [(p, ex.submit(run_partition, *args(p), job)) for p in parts]
                 for p, f in futs:

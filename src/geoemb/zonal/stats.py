@@ -56,6 +56,7 @@ from geoemb.zonal.params import (
     default_workers,
     split_knobs,
 )
+from geoemb.zonal.partitioned import is_partitioned, zonal_stats_partitioned
 from geoemb.zonal.sources import (
     PathLike,
     TileMeta,
@@ -172,7 +173,11 @@ def zonal_stats(
     ----------
     polygons:
         Polygon layer (path or GeoDataFrame) in any Earth CRS. Null/empty geometries get no
-        pixels; invalid ones are repaired for rasterisation (with a warning).
+        pixels; invalid ones are repaired for rasterisation (with a warning). A *directory* is a
+        partitioned layer (GeoParquet/GeoPackage parts, e.g. ``dask_geopandas.to_parquet``'s
+        output), read lazily with dask-geopandas and partitioned spatially
+        (:mod:`geoemb.zonal.partitioned`); rows are numbered across the parts in file-name order
+        and the output equals the single-process run on the parts concatenated.
     rasters:
         :class:`~geoemb.zonal.params.RasterInputs`: GeoTIFF paths/folders/globs or a tile index
         (optionally filtered, e.g. ``{"year": 2020}``), the value ``decode`` and a ``nodata``
@@ -212,6 +217,29 @@ def zonal_stats(
         Bad inputs or output path, naming the file and what was expected — before pixel work.
     """
     rasters, filters, pooling = split_knobs(knobs, rasters, filters, pooling)
+    if isinstance(polygons, str | os.PathLike) and is_partitioned(polygons):
+        return zonal_stats_partitioned(
+            polygons, rasters, filters, pooling, state=state, layer=layer, output=output,
+            feature_prefix=feature_prefix, dask=dask,
+        )  # fmt: skip
+    return _zonal_stats(polygons, rasters, filters, pooling, state, layer, output,
+                        feature_prefix, dask)  # fmt: skip
+
+
+def _zonal_stats(
+    polygons: PathLike | gpd.GeoDataFrame,
+    rasters: RasterInputs,
+    filters: ZonalFilters,
+    pooling: PoolingSpec,
+    state: Any,
+    layer: str | None,
+    output: PathLike | None,
+    feature_prefix: str,
+    dask: Any,
+    tiles_used: set[str] | None = None,
+) -> gpd.GeoDataFrame:
+    """:func:`zonal_stats` on one polygon layer (a file or a GeoDataFrame); the paths of the tiles
+    that gave valid pixels are added to ``tiles_used`` when given."""
     if not hasattr(dask, "submit"):  # a spec (a distributed.Client is used as given)
         dask = parse_dask_spec(dask)  # a bad spec fails before any work
     tile_index, decode, nodata = rasters.tile_index, rasters.decode, rasters.nodata
@@ -309,6 +337,8 @@ def zonal_stats(
         "n_empty": int((counts == 0).sum()),
         "data_source": data_source([metas[j] for j in needed]),
     }
+    if tiles_used is not None:
+        tiles_used.update(p for p, (_, v) in tally.items() if v)
     if output is not None:
         write_geoparquet(out, output)
     return out
