@@ -38,7 +38,7 @@ def test_bad_spec_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_geopool_jobs_on_a_local_cluster_equal_in_process(syn_root, tmp_path):
+def test_geopool_jobs_on_a_local_cluster_equal_in_process(syn_root, tmp_path, dask_local2):
     def run(name, dask):
         dm = EuroSATEmbedDataModule(root=str(syn_root), batch_size=16)
         ev = GeoPoolEvaluator(dm, encoders=["aef"], methods=["mean", "stats", "pca_8"],
@@ -47,7 +47,7 @@ def test_geopool_jobs_on_a_local_cluster_equal_in_process(syn_root, tmp_path):
         ev.run(RunContext.local(tmp_path / name, seed=0, device="cpu"))
         return {p.name: pd.read_csv(p) for p in sorted((tmp_path / name / "jobs").glob("*.csv"))}
 
-    ref, got = run("none", None), run("dask", "local:1")
+    ref, got = run("none", None), run("dask", dask_local2.scheduler.address)
     assert list(got) == list(ref) == ["aef__mean.csv", "aef__pca_8.csv", "aef__stats.csv"]
     for k in ref:
         pd.testing.assert_frame_equal(got[k], ref[k], check_exact=True)

@@ -16,7 +16,6 @@ from geoemb.compression.base import ConfigFailedError
 from geoemb.compression.study import StudyConfig, run_study
 from geoemb.probes import ProbeConfig
 from geoemb.synthetic.embedding_table import make_table
-from geoemb.utils.dask import dask_client
 
 pytestmark = pytest.mark.faults
 
@@ -27,9 +26,9 @@ STUDY = StudyConfig(probe=ProbeConfig(knn_k=(5,), linear=True, C=1.0, max_iter=2
 
 
 @pytest.fixture(scope="module")
-def client():
-    with dask_client("local:2") as c:
-        yield c
+def client(dask_local2):
+    dask_local2.wait_for_workers(2, timeout=300)
+    return dask_local2
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +66,11 @@ def test_local_cluster_rows_identical(client, tables, reference, tmp_path):
     assert set(ref.status) == {"ok", "skipped"} and len(ref) == 2 * len(CONFIGS)
 
 
-def test_spec_string_opens_its_own_cluster(tables, reference, tmp_path):
+def test_spec_string_connects_to_the_scheduler(client, tables, reference, tmp_path):
+    """A spec string (the shared cluster's ``tcp://127.0.0.1:…`` address, as a user passes
+    ``dask.scheduler=tcp://…``) opens its own client; same rows."""
     _, ref = reference
-    _run(tables, tmp_path / "d", dask="local:1")
+    _run(tables, tmp_path / "d", dask=client.scheduler.address)
     _same(_rows(tmp_path / "d"), ref)
 
 

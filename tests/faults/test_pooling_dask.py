@@ -18,7 +18,6 @@ from geoemb.pooling import features as F
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, read_sidecar
 from geoemb.pooling.distributed import PoolingChunkError, plan_chunks, run_chunk
 from geoemb.synthetic.eurosat_embed import generate
-from geoemb.utils.dask import dask_client
 
 pytestmark = pytest.mark.faults
 
@@ -29,9 +28,9 @@ CHUNK = 10  # -> 14 patches per chunk: several chunks per part
 
 
 @pytest.fixture(scope="module")
-def client():
-    with dask_client("local:2") as c:
-        yield c
+def client(dask_local2):
+    dask_local2.wait_for_workers(2, timeout=300)
+    return dask_local2
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +78,9 @@ def test_local_cluster_equals_in_process_bitwise(client, splits, reference, tmp_
     _assert_bitwise(_pool(splits, "none", slot), _pool(splits, "none", _slot(ref_root)))
 
 
-def test_no_cache_and_spec_string(splits, reference):
+def test_no_cache_and_spec_string(client, splits, reference):
     ref, _ = reference
-    _assert_bitwise(_pool(splits, "local:1", methods=["stats", "pca_4"]),
+    _assert_bitwise(_pool(splits, client.scheduler.address, methods=["stats", "pca_4"]),
                     {m: ref[m] for m in ("stats", "pca_4")})  # fmt: skip
 
 

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from geoemb.errors import GeoembError, InputError
-from geoemb.utils.dask import dask_client
 from geoemb.zonal import zonal_stats
 from geoemb.zonal.cli import main
 from geoemb.zonal.distributed import DaskPartitionError, Partition, _check
@@ -23,9 +22,9 @@ KW = {"land_column": None, "progress": False}
 
 
 @pytest.fixture(scope="module")
-def client():
-    with dask_client("local:2") as c:
-        yield c
+def client(dask_local2):
+    dask_local2.wait_for_workers(2, timeout=300)
+    return dask_local2
 
 
 def assert_same_rows(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame) -> None:
