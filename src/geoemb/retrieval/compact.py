@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geoemb.errors import GeoembError, InputError
 from geoemb.retrieval import geohash
-from geoemb.retrieval.inputs import _sha256
-from geoemb.utils.geoparquet import with_geo_metadata
+from geoemb.retrieval.shards import write_shard
+from geoemb.utils.geoparquet import geometry_types
 from geoemb.utils.io import atomic_path, atomic_write_text
 
 COMPACT_DIR = "_compact"
@@ -43,14 +41,17 @@ ROW_GROUP_ROWS = 16384
 
 
 def write_spill(root: Path, part: int, table: pa.Table, cells: np.ndarray,
-                bounds: list[int]) -> list[dict]:  # fmt: skip
-    """Write part ``part`` (rows sorted by cell) as one Arrow IPC spill file; return one record
-    per cell (``path``, ``offset``, ``rows``, ``cell``, ``part``)."""
+                bounds: list[int], types: list[list[str]] | None = None) -> list[dict]:  # fmt: skip
+    """Write part ``part`` (rows sorted by cell, then ``_fine`` geohash code and id) as one
+    uncompressed Arrow IPC spill file; return one record per cell (``path``, ``offset``,
+    ``rows``, ``cell``, ``part`` and its geometry ``types``)."""
     rel = f"{SPILL_DIR}/part-{part:05d}.arrow"
     with atomic_path(root / rel) as tmp, pa.ipc.new_file(str(tmp), table.schema) as w:
-        w.write_table(table.combine_chunks())
+        w.write_table(table)
     return [{"path": rel, "offset": int(bounds[c]), "rows": int(bounds[c + 1] - bounds[c]),
-             "cell": str(cell), "part": int(part)} for c, cell in enumerate(cells)]  # fmt: skip
+             "cell": str(cell), "part": int(part),
+             **({"types": list(types[c])} if types is not None else {})}
+            for c, cell in enumerate(cells)]  # fmt: skip
 
 
 class CompactionError(GeoembError, RuntimeError):
@@ -77,11 +78,17 @@ def compact_cells(root: str | Path, cells: list[tuple[str, list[dict]]], compact
     if not todo:
         return
     files: dict[str, pa.Table] = {}
-    recs = {cell: compact_cell(root, cell, shards, compact_rows, precision, meta, files=files)
+    ids: list[np.ndarray] = []
+    recs = {cell: compact_cell(root, cell, shards, compact_rows, precision, meta, files=files,
+                               ids_out=ids)
             for cell, shards in todo}  # fmt: skip
+    name = f"{todo[0][0]}.ids.npy"  # the id index is built from these, not by re-reading shards
+    with atomic_path(root / COMPACT_DIR / name) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.concatenate(ids) if ids else np.zeros(0, np.int64), allow_pickle=False)
     atomic_write_text(root / COMPACT_DIR / f"{todo[0][0]}.json",
-                      json.dumps({"cells": recs, "rows": {c: sum(r["rows"] for r in v)
-                                                           for c, v in recs.items()}}))  # fmt: skip
+                      json.dumps({"cells": recs, "ids": name,
+                                  "rows": {c: sum(r["rows"] for r in v)
+                                           for c, v in recs.items()}}))  # fmt: skip
 
 
 def _done_cells(root: Path) -> dict[str, list[dict]]:
@@ -93,17 +100,19 @@ def _done_cells(root: Path) -> dict[str, list[dict]]:
 
 def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: int,
                  precision: int, meta: dict[str, Any], row_group_rows: int | None = None,
-                 files: dict | None = None) -> list[dict]:  # fmt: skip
+                 files: dict | None = None, ids_out: list | None = None) -> list[dict]:  # fmt: skip
     """Merge one cell's spill row groups (or part shards) into its ``cell-JJJ.parquet`` files;
-    return their records.
+    return their records (and append each file's ids to ``ids_out``).
 
-    Cell files are renamed into place (atomic against a killed process) without a per-file
-    fsync; their SHA-256 is in the record and the manifest.
+    Rows are ordered by the finer geohash (``precision + 2``), then id: each spill slice already
+    is, so a cell fed by one part is written as it lies. Cell files are renamed into place
+    (atomic against a killed process) without a per-file fsync; their SHA-256 is in the record
+    and the manifest.
     """
     root = Path(root)
     files = {} if files is None else files
     want = int(sum(s["rows"] for s in shards))
-    tables = []
+    tables, types = [], set()
     for s in shards:
         p = root / s["path"]
         try:
@@ -115,38 +124,53 @@ def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: 
                 tables.append(pq.read_table(p))
         except (OSError, pa.ArrowException) as e:
             raise InputError(f"compaction of cell {cell}: cannot read shard {p}: {e}") from e
+        types |= set(s["types"]) if "types" in s else set(geometry_types(tables[-1]["geometry"]))
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     table = table.replace_schema_metadata(None)
-    fine = geohash.encode(table["lat"].to_numpy(), table["lon"].to_numpy(),
-                          min(12, precision + 2))  # fmt: skip
-    table = table.take(pa.array(np.lexsort((table["id"].to_numpy(), np.asarray(fine)))))
+    if "_fine" in table.column_names:  # computed once per part by the builder
+        fine = table["_fine"].to_numpy()
+        table = table.drop_columns(["_fine"])
+    else:  # part shards / spill files of an older build
+        fine = geohash.encode_int(table["lat"].to_numpy(), table["lon"].to_numpy(),
+                                  min(12, precision + 2))  # fmt: skip
+    order = np.lexsort((table["id"].to_numpy(), fine))
+    if len(tables) > 1 or (order != np.arange(len(order))).any():
+        table = table.take(pa.array(order))
     n = table.num_rows
     nfiles = max(1, math.ceil(n / compact_rows))
     bounds = np.linspace(0, n, nfiles + 1).round().astype(int)
     infos = []
+    (root / f"geohash={cell}").mkdir(exist_ok=True)
     for j in range(nfiles):
         s, e = int(bounds[j]), int(bounds[j + 1])
-        sub = with_geo_metadata(table.slice(s, e - s).replace_schema_metadata(None),
-                                extra_metadata=meta)  # fmt: skip
-        rel = f"geohash={cell}/cell-{j:03d}.parquet"
-        (root / rel).parent.mkdir(exist_ok=True)
-        tmp = root / f"{rel}.{os.getpid()}.tmp"
-        pq.write_table(sub, tmp, compression="zstd",
-                       row_group_size=row_group_rows or ROW_GROUP_ROWS)  # fmt: skip
-        os.replace(tmp, root / rel)
-        b = sub["bbox"].combine_chunks()
-        infos.append({
-            "path": rel, "rows": e - s, "cell": cell, "part": -1,
-            "xmin": float(pc.min(b.field("xmin")).as_py()),
-            "ymin": float(pc.min(b.field("ymin")).as_py()),
-            "xmax": float(pc.max(b.field("xmax")).as_py()),
-            "ymax": float(pc.max(b.field("ymax")).as_py()),
-            "bytes": (root / rel).stat().st_size, "sha256": _sha256(root / rel),
-        })  # fmt: skip
+        sub = table.slice(s, e - s)
+        infos.append(write_shard(root, f"geohash={cell}/cell-{j:03d}.parquet", sub, types, meta,
+                                 atomic=False, row_group_size=row_group_rows or ROW_GROUP_ROWS,
+                                 cell=cell, part=-1))  # fmt: skip
+        if ids_out is not None:
+            ids_out.append(sub["id"].to_numpy())
     if n != want:
         raise CompactionError(f"compacted cell {cell} of {root} holds {n} rows but its input "
                               f"parts give it {want}; remove {root} and rebuild")  # fmt: skip
     return infos
+
+
+def compacted_ids(root: Path) -> dict[str, np.ndarray] | None:
+    """The ids of every compacted shard (``path -> ids`` in file row order) from the compaction
+    records, or ``None`` when a record has no ids file (then the id index reads the shards)."""
+    out: dict[str, np.ndarray] = {}
+    for f in sorted((root / COMPACT_DIR).glob("*.json")):
+        rec = json.loads(f.read_text())
+        p = root / COMPACT_DIR / str(rec.get("ids", ""))
+        if "ids" not in rec or not p.is_file():
+            return None
+        ids = np.load(p, allow_pickle=False)
+        shards = [r for v in rec["cells"].values() for r in v]
+        if len(ids) != sum(r["rows"] for r in shards):
+            return None
+        bounds = np.cumsum([0] + [r["rows"] for r in shards])
+        out.update({r["path"]: ids[a:b] for r, a, b in zip(shards, bounds[:-1], bounds[1:])})
+    return out
 
 
 def compacted_shards(root: Path) -> list[dict]:
@@ -182,7 +206,18 @@ def compact(root: str | Path, compact_rows: int, precision: int, meta: dict[str,
         futs = [client.submit(compact_cells, str(root), g, compact_rows, precision, meta,
                               key=f"geoemb-compact-{g[0][0]}-{root.name}", pure=False)
                 for g in groups]  # fmt: skip
-        client.gather(futs)
+        from distributed.scheduler import KilledWorker
+
+        for g, f in zip(groups, futs):
+            try:
+                f.result()
+            except KilledWorker as e:
+                for other in futs:
+                    other.cancel()
+                raise CompactionError(
+                    f"{root}: the Dask workers compacting cells {g[0][0]}..{g[-1][0]} died too "
+                    f"often ({e}); no manifest was written. Rerun: compacted cells are kept"
+                ) from e
     done = _done_cells(root)
     wrong = [c for c, v in cells.items()
              if c in done and sum(r["rows"] for r in done[c]) != sum(s["rows"] for s in v)]  # fmt: skip
