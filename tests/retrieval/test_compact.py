@@ -98,3 +98,23 @@ def test_dask_build_identical_row_by_row(tmp_path, src):
             (tmp_path / "two" / "_parts" / p.name).read_text())["rows"]  # fmt: skip
     assert (tmp_path / "two" / "id_index.parquet").read_bytes() == (
         tmp_path / "one" / "id_index.parquet").read_bytes()  # fmt: skip
+
+
+def test_record_being_written_by_another_task_is_not_read(tmp_path, src):
+    """Regression: on Dask, a compaction task listed ``_compact/*.json`` while another task was
+    writing its record; pathlib's ``*`` matched that task's temporary ``.<cell>.json.<..>.tmp.json``
+    (empty) → JSONDecodeError. Records are listed without dot files."""
+    import geoemb.retrieval.compact as c
+
+    real = c.atomic_write_text
+
+    def with_a_temp_beside(path, text, *a, **k):  # another writer's temp file, still empty
+        (Path(path).parent / f".{Path(path).name}.host-1-2.abcd.tmp.json").write_text("")
+        return real(path, text, *a, **k)
+
+    c.atomic_write_text = with_a_temp_beside
+    try:
+        store = _build(src, tmp_path / "c", "--compact-rows", "700")
+    finally:
+        c.atomic_write_text = real
+    assert store.info["n_rows"] == 4000

@@ -34,6 +34,9 @@ from geoemb.utils.io import atomic_path, atomic_write_text
 
 COMPACT_DIR = "_compact"
 SPILL_DIR = "_spill"
+#: Compaction records; not ``.<name>.json.<writer>.tmp.json``, the temporary file of a record
+#: another Dask task is writing at that moment (pathlib's ``*`` matches dot files).
+RECORDS = "[!.]*.json"
 #: Rows compacted per task (bounds a task's memory: ~200 B per 1024-bit row).
 GROUP_ROWS = 1_000_000
 #: Rows per Parquet row group of a cell file (rows spatially sorted: bbox statistics prune reads).
@@ -93,7 +96,7 @@ def compact_cells(root: str | Path, cells: list[tuple[str, list[dict]]], compact
 
 def _done_cells(root: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for f in sorted((root / COMPACT_DIR).glob("*.json")):
+    for f in sorted((root / COMPACT_DIR).glob(RECORDS)):
         out.update(json.loads(f.read_text())["cells"])
     return out
 
@@ -159,7 +162,7 @@ def compacted_ids(root: Path) -> dict[str, np.ndarray] | None:
     """The ids of every compacted shard (``path -> ids`` in file row order) from the compaction
     records, or ``None`` when a record has no ids file (then the id index reads the shards)."""
     out: dict[str, np.ndarray] = {}
-    for f in sorted((root / COMPACT_DIR).glob("*.json")):
+    for f in sorted((root / COMPACT_DIR).glob(RECORDS)):
         rec = json.loads(f.read_text())
         p = root / COMPACT_DIR / str(rec.get("ids", ""))
         if "ids" not in rec or not p.is_file():
