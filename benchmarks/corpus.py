@@ -134,6 +134,9 @@ def geoemb_build(src: str, out: str, precision: int, batch_rows: int, dim: int,
     @contextlib.contextmanager
     def measured_client(spec):  # the CLI's client, with each worker's CPU/RSS/bytes measured
         with real_client(spec) as client:
+            if client is None:  # no Dask
+                yield client
+                return
             workers["ready_s"] = time.perf_counter() - t0
             start = client.run(_proc_stats)
             yield client
@@ -159,8 +162,10 @@ def _child(args: list[str], src_tree: str | None = None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if src_tree:
         env["PYTHONPATH"] = src_tree
-    res = subprocess.run([sys.executable, __file__, "--child", *args], env=env, check=True,
+    res = subprocess.run([sys.executable, __file__, "--child", *args], env=env,
                          capture_output=True, text=True)  # fmt: skip
+    if res.returncode:
+        raise SystemExit(f"{args[0]} run failed:\n{res.stderr[-4000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -82,9 +82,20 @@ def compact_cells(root: str | Path, cells: list[tuple[str, list[dict]]], compact
         return
     files: dict[str, pa.Table] = {}
     ids: list[np.ndarray] = []
-    recs = {cell: compact_cell(root, cell, shards, compact_rows, precision, meta, files=files,
-                               ids_out=ids)
-            for cell, shards in todo}  # fmt: skip
+    if all("offset" in s for _, shards in todo for s in shards):  # spill files: one sort
+        table, spans = _group_sorted(root, todo, precision, files)
+        recs = {}
+        for cell, shards in todo:
+            a, b = spans.get(cell, (0, 0))
+            sub = table.slice(a, b - a)
+            types = ({t for s in shards for t in s["types"]}
+                     if all("types" in s for s in shards) else geometry_types(sub["geometry"]))  # fmt: skip
+            recs[cell] = _write_cell(root, cell, sub, types, sum(s["rows"] for s in shards),
+                                     compact_rows, meta, None, ids)  # fmt: skip
+    else:
+        recs = {cell: compact_cell(root, cell, shards, compact_rows, precision, meta,
+                                   files=files, ids_out=ids)
+                for cell, shards in todo}  # fmt: skip
     name = f"{todo[0][0]}.ids.npy"  # the id index is built from these, not by re-reading shards
     with atomic_path(root / COMPACT_DIR / name) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.concatenate(ids) if ids else np.zeros(0, np.int64), allow_pickle=False)
@@ -101,34 +112,19 @@ def _done_cells(root: Path) -> dict[str, list[dict]]:
     return out
 
 
-def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: int,
-                 precision: int, meta: dict[str, Any], row_group_rows: int | None = None,
-                 files: dict | None = None, ids_out: list | None = None) -> list[dict]:  # fmt: skip
-    """Merge one cell's spill row groups (or part shards) into its ``cell-JJJ.parquet`` files;
-    return their records (and append each file's ids to ``ids_out``).
-
-    Rows are ordered by the finer geohash (``precision + 2``), then id: each spill slice already
-    is, so a cell fed by one part is written as it lies. Cell files are renamed into place
-    (atomic against a killed process) without a per-file fsync; their SHA-256 is in the record
-    and the manifest.
-    """
-    root = Path(root)
-    files = {} if files is None else files
-    want = int(sum(s["rows"] for s in shards))
-    tables, types = [], set()
-    for s in shards:
-        p = root / s["path"]
+def _spill(root: Path, rel: str, files: dict, cell: str) -> pa.Table:
+    if rel not in files:
         try:
-            if "offset" in s:
-                if s["path"] not in files:
-                    files[s["path"]] = pa.ipc.open_file(pa.memory_map(str(p))).read_all()
-                tables.append(files[s["path"]].slice(s["offset"], s["rows"]))
-            else:
-                tables.append(pq.read_table(p))
+            files[rel] = pa.ipc.open_file(pa.memory_map(str(root / rel))).read_all()
         except (OSError, pa.ArrowException) as e:
-            raise InputError(f"compaction of cell {cell}: cannot read shard {p}: {e}") from e
-        types |= set(s["types"]) if "types" in s else set(geometry_types(tables[-1]["geometry"]))
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            raise InputError(
+                f"compaction of cell {cell}: cannot read shard {root / rel}: {e}"
+            ) from e
+    return files[rel]
+
+
+def _sorted(table: pa.Table, precision: int) -> tuple[pa.Table, np.ndarray]:
+    """``table`` ordered by the finer geohash (``precision + 2``), then id; and that code."""
     table = table.replace_schema_metadata(None)
     if "_fine" in table.column_names:  # computed once per part by the builder
         fine = table["_fine"].to_numpy()
@@ -137,9 +133,46 @@ def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: 
         fine = geohash.encode_int(table["lat"].to_numpy(), table["lon"].to_numpy(),
                                   min(12, precision + 2))  # fmt: skip
     order = np.lexsort((table["id"].to_numpy(), fine))
-    if len(tables) > 1 or (order != np.arange(len(order))).any():
+    if table["id"].num_chunks > 1 or (order != np.arange(len(order))).any():
         table = table.take(pa.array(order))
+    return table, fine[order]
+
+
+def _concat(tables: list[pa.Table], what: str) -> pa.Table:
+    try:
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    except pa.ArrowInvalid as e:
+        raise InputError(f"compaction of {what}: its input parts have different columns ({e}); "
+                         "every batch of one corpus must have the same fields") from e  # fmt: skip
+
+
+def _group_sorted(root: Path, todo: list[tuple[str, list[dict]]], precision: int,
+                  files: dict) -> tuple[pa.Table, dict[str, tuple[int, int]]]:  # fmt: skip
+    """The rows of several cells from their spill files — one slice per file (each file is
+    sorted by cell), one sort — and each cell's row span in the result."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for _, shards in todo:
+        for s in shards:
+            lo, hi = ranges.get(s["path"], (s["offset"], s["offset"]))
+            ranges[s["path"]] = (min(lo, s["offset"]), max(hi, s["offset"] + s["rows"]))
+    tables = [_spill(root, rel, files, todo[0][0]).slice(lo, hi - lo)
+              for rel, (lo, hi) in sorted(ranges.items())]  # fmt: skip
+    table, fine = _sorted(_concat(tables, f"cells {todo[0][0]}..{todo[-1][0]}"), precision)
+    cell = fine >> (5 * (min(12, precision + 2) - precision))
+    starts = np.r_[0, np.flatnonzero(np.diff(cell)) + 1] if len(cell) else np.zeros(0, int)
+    names = geohash.int_to_str(cell[starts], precision) if len(cell) else []
+    ends = [*starts[1:].tolist(), len(cell)]
+    return table, {str(c): (int(a), int(b)) for c, a, b in zip(names, starts, ends)}
+
+
+def _write_cell(root: Path, cell: str, table: pa.Table, types: set, want: int,
+                compact_rows: int, meta: dict[str, Any], row_group_rows: int | None,
+                ids_out: list | None) -> list[dict]:  # fmt: skip
+    """Write one cell's sorted rows as ``ceil(rows / compact_rows)`` files of nearly equal size."""
     n = table.num_rows
+    if n != want:
+        raise CompactionError(f"compacted cell {cell} of {root} holds {n} rows but its input "
+                              f"parts give it {want}; remove {root} and rebuild")  # fmt: skip
     nfiles = max(1, math.ceil(n / compact_rows))
     bounds = np.linspace(0, n, nfiles + 1).round().astype(int)
     infos = []
@@ -152,10 +185,35 @@ def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: 
                                  cell=cell, part=-1))  # fmt: skip
         if ids_out is not None:
             ids_out.append(sub["id"].to_numpy())
-    if n != want:
-        raise CompactionError(f"compacted cell {cell} of {root} holds {n} rows but its input "
-                              f"parts give it {want}; remove {root} and rebuild")  # fmt: skip
     return infos
+
+
+def compact_cell(root: str | Path, cell: str, shards: list[dict], compact_rows: int,
+                 precision: int, meta: dict[str, Any], row_group_rows: int | None = None,
+                 files: dict | None = None, ids_out: list | None = None) -> list[dict]:  # fmt: skip
+    """Merge one cell's spill row groups (or part shards) into its ``cell-JJJ.parquet`` files;
+    return their records (and append each file's ids to ``ids_out``).
+
+    Rows are ordered by the finer geohash (``precision + 2``), then id. Cell files are renamed
+    into place (atomic against a killed process) without a per-file fsync; their SHA-256 is in
+    the record and the manifest.
+    """
+    root = Path(root)
+    files = {} if files is None else files
+    tables, types = [], set()
+    for s in shards:
+        if "offset" in s:
+            tables.append(_spill(root, s["path"], files, cell).slice(s["offset"], s["rows"]))
+        else:
+            try:
+                tables.append(pq.read_table(root / s["path"]))
+            except (OSError, pa.ArrowException) as e:
+                raise InputError(f"compaction of cell {cell}: cannot read shard "
+                                 f"{root / s['path']}: {e}") from e  # fmt: skip
+        types |= set(s["types"]) if "types" in s else set(geometry_types(tables[-1]["geometry"]))
+    table, _ = _sorted(_concat(tables, f"cell {cell}"), precision)
+    return _write_cell(root, cell, table, types, int(sum(s["rows"] for s in shards)),
+                       compact_rows, meta, row_group_rows, ids_out)  # fmt: skip
 
 
 def compacted_ids(root: Path) -> dict[str, np.ndarray] | None:
