@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from geoemb.errors import GeoembError, InputError
 from geoemb.retrieval import geohash
-from geoemb.retrieval.shards import write_shard
+from geoemb.retrieval.shards import bbox_columns, write_shard
 from geoemb.utils.geoparquet import geometry_types
 from geoemb.utils.io import atomic_path, atomic_write_text
 
@@ -177,11 +177,13 @@ def _write_cell(root: Path, cell: str, table: pa.Table, types: set, want: int,
     bounds = np.linspace(0, n, nfiles + 1).round().astype(int)
     infos = []
     (root / f"geohash={cell}").mkdir(exist_ok=True)
+    bb = bbox_columns(table) if n else None
     for j in range(nfiles):
         s, e = int(bounds[j]), int(bounds[j + 1])
         sub = table.slice(s, e - s)
         infos.append(write_shard(root, f"geohash={cell}/cell-{j:03d}.parquet", sub, types, meta,
                                  atomic=False, row_group_size=row_group_rows or ROW_GROUP_ROWS,
+                                 bbox=None if bb is None else [c[s:e] for c in bb],
                                  cell=cell, part=-1))  # fmt: skip
         if ids_out is not None:
             ids_out.append(sub["id"].to_numpy())

@@ -23,12 +23,18 @@ from geoemb.utils.geoparquet import geo_metadata
 from geoemb.utils.io import atomic_path
 
 
-def extent(table: pa.Table) -> list[float]:
-    """``[xmin, ymin, xmax, ymax]`` of the ``bbox`` covering column (table not empty)."""
+def bbox_columns(table: pa.Table) -> list[np.ndarray]:
+    """The ``bbox`` covering column as four float64 arrays (xmin, ymin, xmax, ymax)."""
     b = table["bbox"]
     b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
-    cols = [np.asarray(b.field(f)) for f in ("xmin", "ymin", "xmax", "ymax")]
-    return [float(cols[0].min()), float(cols[1].min()), float(cols[2].max()), float(cols[3].max())]
+    return [np.asarray(b.field(f)) for f in ("xmin", "ymin", "xmax", "ymax")]
+
+
+def extent(table: pa.Table, cols: list[np.ndarray] | None = None) -> list[float]:
+    """``[xmin, ymin, xmax, ymax]`` of the ``bbox`` covering column (table not empty; ``cols``:
+    its :func:`bbox_columns` when the caller has them)."""
+    c = bbox_columns(table) if cols is None else cols
+    return [float(c[0].min()), float(c[1].min()), float(c[2].max()), float(c[3].max())]
 
 
 def shard_metadata(table: pa.Table, types: Iterable[str], extra: Mapping[str, Any],
@@ -45,7 +51,8 @@ def shard_metadata(table: pa.Table, types: Iterable[str], extra: Mapping[str, An
 
 def write_shard(root: Path, rel: str, table: pa.Table, types: Iterable[str],
                 extra: Mapping[str, Any], atomic: bool = True,
-                row_group_size: int | None = None, **record: Any) -> dict:  # fmt: skip
+                row_group_size: int | None = None, bbox: list[np.ndarray] | None = None,
+                **record: Any) -> dict:  # fmt: skip
     """Write ``table`` as the zstd GeoParquet shard ``root/rel``; return its manifest record
     (``path, rows, xmin, ymin, xmax, ymax, bytes, sha256`` + ``record``).
 
@@ -53,7 +60,7 @@ def write_shard(root: Path, rel: str, table: pa.Table, types: Iterable[str],
     otherwise a rename of ``<rel>.<pid>.tmp`` without fsync (compacted cells, whose record is
     written after all of them and whose hashes the manifest checks).
     """
-    ext = extent(table) if table.num_rows else [float("nan")] * 4
+    ext = extent(table, bbox) if table.num_rows else [float("nan")] * 4
     table = table.replace_schema_metadata(shard_metadata(table, types, extra, ext))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
