@@ -244,6 +244,7 @@ class CorpusBuilder:
             for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST,
                       *self.root.glob("geohash=*/cell-*.parquet"),
                       *self.root.glob(f"{COMPACT_DIR}/*.json"),
+                      *self.root.glob(f"{COMPACT_DIR}/*.ids.npy"),
                       *self.root.glob(f"{SPILL_DIR}/*.arrow")]:  # fmt: skip
                 f.unlink(missing_ok=True)
             atomic_write_text(cfg_path, self.config.to_json())
