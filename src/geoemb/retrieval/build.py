@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from geoemb.errors import InputError, OutputError, ResumeMismatchError
 from geoemb.retrieval import geohash, wkb
-from geoemb.retrieval.compact import COMPACT_DIR, SPILL_DIR, compact, write_spill
+from geoemb.retrieval.compact import COMPACT_DIR, FINE, SPILL_DIR, compact, write_spill
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
     _sha256,
@@ -326,6 +326,8 @@ class CorpusBuilder:
         for key, value in batch.items():
             if key in cols or key == "embedding":
                 continue
+            if key == FINE:
+                raise InputError(f"corpus part {part}: field {FINE!r} is reserved for the builder")
             arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
             cols[key] = _fsl(arr) if arr.ndim == 2 else pa.array(arr)
         return pa.table(cols), types
@@ -377,7 +379,7 @@ class CorpusBuilder:
                       for a, b in zip(bounds[:-1], bounds[1:])]  # fmt: skip
         meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
         if self.config.compact_rows:  # one spill file per part, rows sorted by (fine cell, id)
-            table = table.append_column("_fine", pa.array(fine))
+            table = table.append_column(FINE, pa.array(fine))
             infos = write_spill(self.root, part, table, uniq, bounds, cell_types)
             uniq = []
         else:

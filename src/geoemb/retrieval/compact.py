@@ -1,14 +1,19 @@
 """Compaction: each geohash cell ends as few, well-sized files instead of input parts × cells.
 
-With compaction on, each input part is written as ONE spill file ``_spill/part-PPPPP.parquet``
-(rows sorted by cell, one row group per cell, uncompressed). After every input part is complete,
-cell ``c``'s row groups of all spill files are merged into ``ceil(rows / compact_rows)`` files of nearly equal size,
-``geohash=c/cell-JJJ.parquet``, rows sorted by a finer geohash (``precision + 2``) then id, so
+With compaction on, each input part is written as ONE uncompressed Arrow IPC spill file
+``_spill/part-PPPPP.arrow`` (rows sorted by the finer geohash, then id, so each cell is one
+contiguous slice; the finer geohash code rides along as column :data:`FINE`). After every input
+part is complete, each group of consecutive cells is read as one slice per spill file
+(memory-mapped), sorted once, and every cell ``c`` written as ``ceil(rows / compact_rows)`` files
+of nearly equal size, ``geohash=c/cell-JJJ.parquet``, rows sorted by a finer geohash
+(``precision + 2``) then id, so
 Parquet row groups (``row_group_rows``) are spatially compact and their ``bbox`` statistics prune
 reads. The order depends only on the rows, not on how the input was batched or which process wrote
 which part — a Dask build and a single-process build write identical files.
 
-Crash safety: a cell's files are written atomically, then ``_compact/<cell>.json`` (its shards,
+Crash safety: a group's cell files are renamed into place, then ``_compact/<first cell>.ids.npy``
+(the ids of its files in row order: the id index is built from them, not by re-reading the
+shards; removed once the manifest is written) and ``_compact/<first cell>.json`` (its shards,
 rows, extents, hashes); once every cell has its record the spill files are deleted. A killed
 compaction resumes at the first cell without a record. The rows of each record must equal the rows
 the part records give that cell.
@@ -37,6 +42,8 @@ SPILL_DIR = "_spill"
 #: Compaction records; not ``.<name>.json.<writer>.tmp.json``, the temporary file of a record
 #: another Dask task is writing at that moment (pathlib's ``*`` matches dot files).
 RECORDS = "[!.]*.json"
+#: Spill column holding each row's geohash code at ``precision + 2`` (dropped from cell files).
+FINE = "__geoemb_fine__"
 #: Rows compacted per task (bounds a task's memory: ~200 B per 1024-bit row).
 GROUP_ROWS = 1_000_000
 #: Rows per Parquet row group of a cell file (rows spatially sorted: bbox statistics prune reads).
@@ -45,7 +52,7 @@ ROW_GROUP_ROWS = 16384
 
 def write_spill(root: Path, part: int, table: pa.Table, cells: np.ndarray,
                 bounds: list[int], types: list[list[str]] | None = None) -> list[dict]:  # fmt: skip
-    """Write part ``part`` (rows sorted by cell, then ``_fine`` geohash code and id) as one
+    """Write part ``part`` (rows sorted by the :data:`FINE` geohash code, then id) as one
     uncompressed Arrow IPC spill file; return one record per cell (``path``, ``offset``,
     ``rows``, ``cell``, ``part`` and its geometry ``types``)."""
     rel = f"{SPILL_DIR}/part-{part:05d}.arrow"
@@ -126,9 +133,9 @@ def _spill(root: Path, rel: str, files: dict, cell: str) -> pa.Table:
 def _sorted(table: pa.Table, precision: int) -> tuple[pa.Table, np.ndarray]:
     """``table`` ordered by the finer geohash (``precision + 2``), then id; and that code."""
     table = table.replace_schema_metadata(None)
-    if "_fine" in table.column_names:  # computed once per part by the builder
-        fine = table["_fine"].to_numpy()
-        table = table.drop_columns(["_fine"])
+    if FINE in table.column_names:  # computed once per part by the builder
+        fine = table[FINE].to_numpy()
+        table = table.drop_columns([FINE])
     else:  # part shards / spill files of an older build
         fine = geohash.encode_int(table["lat"].to_numpy(), table["lon"].to_numpy(),
                                   min(12, precision + 2))  # fmt: skip
