@@ -98,3 +98,54 @@ def test_dask_build_identical_row_by_row(tmp_path, src):
             (tmp_path / "two" / "_parts" / p.name).read_text())["rows"]  # fmt: skip
     assert (tmp_path / "two" / "id_index.parquet").read_bytes() == (
         tmp_path / "one" / "id_index.parquet").read_bytes()  # fmt: skip
+
+
+def test_record_being_written_by_another_task_is_not_read(tmp_path, src):
+    """Regression: on Dask, a compaction task listed ``_compact/*.json`` while another task was
+    writing its record; pathlib's ``*`` matched that task's temporary ``.<cell>.json.<..>.tmp.json``
+    (empty) → JSONDecodeError. Records are listed without dot files."""
+    import geoemb.retrieval.compact as c
+
+    real = c.atomic_write_text
+
+    def with_a_temp_beside(path, text, *a, **k):  # another writer's temp file, still empty
+        (Path(path).parent / f".{Path(path).name}.host-1-2.abcd.tmp.json").write_text("")
+        return real(path, text, *a, **k)
+
+    c.atomic_write_text = with_a_temp_beside
+    try:
+        store = _build(src, tmp_path / "c", "--compact-rows", "700")
+    finally:
+        c.atomic_write_text = real
+    assert store.info["n_rows"] == 4000
+
+
+def test_shard_footer_hash_and_id_index_match_independent_oracles(tmp_path, src):
+    """The builder writes geometry, GeoParquet footer, SHA-256 and id index from what it holds in
+    memory (no WKB parse, no re-read); each equals what shapely / ``with_geo_metadata`` /
+    hashlib over the file / the id index read from the shards give."""
+    import hashlib
+
+    import shapely
+
+    from geoemb.retrieval.corpus_index import ID_INDEX, write_id_index
+    from geoemb.utils.geoparquet import with_geo_metadata
+
+    for extra in (("--compact-rows", "700"), ("--compact-rows", "0")):
+        root = tmp_path / extra[1]
+        store = _build(src, root, "--batch-rows", "700", *extra)
+        man = store.manifest.to_pylist()
+        for rec in man:
+            p = root / rec["path"]
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == rec["sha256"]
+            t = pq.read_table(p)
+            want = with_geo_metadata(t.replace_schema_metadata(None)).schema.metadata[b"geo"]
+            assert t.schema.metadata[b"geo"] == want, rec["path"]
+            b = [t["bbox"].combine_chunks().field(f).to_numpy() for f in ("xmin", "ymin",
+                                                                          "xmax", "ymax")]  # fmt: skip
+            boxes = shapely.to_wkb(shapely.box(*b, ccw=True))
+            assert t["geometry"].to_pylist() == list(boxes)
+        got = (root / ID_INDEX).read_bytes()
+        write_id_index(root, store.manifest)  # the oracle: ids read back from every shard
+        assert (root / ID_INDEX).read_bytes() == got
+    assert not list((tmp_path / "700" / "_compact").glob("*.ids.npy"))  # folded into the index

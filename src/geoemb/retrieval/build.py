@@ -45,13 +45,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from geoemb.compression.bitpack import pack_bits
 from geoemb.errors import InputError, OutputError, ResumeMismatchError
-from geoemb.retrieval import geohash
-from geoemb.retrieval.compact import COMPACT_DIR, SPILL_DIR, compact, write_spill
+from geoemb.retrieval import geohash, wkb
+from geoemb.retrieval.compact import COMPACT_DIR, FINE, SPILL_DIR, compact, write_spill
 from geoemb.retrieval.inputs import (  # noqa: F401  (re-exported)
     _fsl,
     _sha256,
@@ -68,8 +65,9 @@ from geoemb.retrieval.manifest import (  # noqa: F401  (re-exported)
     _remove_orphans,
     write_manifest,
 )
-from geoemb.utils.geoparquet import bbox_struct, boxes_wkb, points_wkb, with_geo_metadata
-from geoemb.utils.io import atomic_path, atomic_write_text
+from geoemb.retrieval.shards import write_shard
+from geoemb.utils.geoparquet import bbox_struct
+from geoemb.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,8 @@ LOCK = ".build.lock"
 
 
 def _sign_encode(x: np.ndarray) -> np.ndarray:
-    return pack_bits(np.asarray(x) > 0)
+    """Sign binary codes: ``pack_bits(x > 0)`` (``np.packbits`` of the boolean array directly)."""
+    return np.packbits(np.asarray(x) > 0, axis=1)
 
 
 # --------------------------------------------------------------------------- builder
@@ -245,6 +244,7 @@ class CorpusBuilder:
             for f in [*self.root.glob("geohash=*/part-*.parquet"), self.root / MANIFEST,
                       *self.root.glob("geohash=*/cell-*.parquet"),
                       *self.root.glob(f"{COMPACT_DIR}/*.json"),
+                      *self.root.glob(f"{COMPACT_DIR}/*.ids.npy"),
                       *self.root.glob(f"{SPILL_DIR}/*.arrow")]:  # fmt: skip
                 f.unlink(missing_ok=True)
             atomic_write_text(cfg_path, self.config.to_json())
@@ -270,13 +270,21 @@ class CorpusBuilder:
             rec = {"part": part, "rows": sum(r["rows"] for r in rec), "input": None, "shards": rec}
         return rec
 
-    def _table(self, batch: Mapping[str, Any], part: int) -> pa.Table:
+    def _table(self, batch: Mapping[str, Any], part: int,
+               origin: Mapping | None = None) -> tuple[pa.Table, str | np.ndarray]:  # fmt: skip
+        """The shard table of a batch (validated once, here) and its geometry type names (one
+        name for generated points/boxes, else one per row)."""
         for key in ("id", "lon", "lat"):
             if key not in batch:
                 raise ValueError(f"corpus batch lacks required field {key!r}")
         ids = np.asarray(batch["id"], dtype=np.int64)
         n = len(ids)
-        check_rows(batch, lambda i: f"corpus part {part} row {i} (id {ids[i] if i < n else '?'})")
+        if origin is not None and "file" in origin and "start" in origin:
+            f, s0 = origin["file"], int(origin["start"])
+            where = lambda i: f"{f} row {s0 + i} (id {ids[i] if i < n else '?'})"  # noqa: E731
+        else:
+            where = lambda i: f"corpus part {part} row {i} (id {ids[i] if i < n else '?'})"  # noqa: E731
+        check_rows(batch, where)
         lon = np.asarray(batch["lon"], dtype=np.float64)
         lat = np.asarray(batch["lat"], dtype=np.float64)
         if "code" in batch:
@@ -300,20 +308,29 @@ class CorpusBuilder:
                 raise InputError(f"corpus part {part}: bbox has NaN/inf values")
         else:
             bb = np.stack([lon, lat, lon, lat], axis=1)
+        types: str | np.ndarray
         if "geometry" in batch:
-            geom = pa.array(list(batch["geometry"]), type=pa.binary())
+            g = batch["geometry"]
+            geom = g if isinstance(g, pa.Array) and g.type == pa.binary() else pa.array(
+                list(g), type=pa.binary())  # fmt: skip
+            try:
+                types = wkb.type_names(geom)
+            except Exception as e:  # shapely.errors.GEOSException: not WKB
+                raise InputError(f"{where(0)}..: 'geometry' is not valid WKB ({e})") from e
         elif "bbox" in batch:
-            geom = boxes_wkb(*bb.T)
+            geom, types = wkb.boxes_wkb(bb), "Polygon"
         else:
-            geom = points_wkb(lon, lat)
+            geom, types = wkb.points_wkb(lon, lat), "Point"
         cols = {"id": pa.array(ids), "code": _fsl(codes), "lon": pa.array(lon),
                 "lat": pa.array(lat), "bbox": bbox_struct(*bb.T), "geometry": geom}  # fmt: skip
         for key, value in batch.items():
             if key in cols or key == "embedding":
                 continue
+            if key == FINE:
+                raise InputError(f"corpus part {part}: field {FINE!r} is reserved for the builder")
             arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
             cols[key] = _fsl(arr) if arr.ndim == 2 else pa.array(arr)
-        return pa.table(cols)
+        return pa.table(cols), types
 
     def write_part(
         self, part: int, batch: Mapping[str, Any], origin: Mapping | None = None
@@ -343,36 +360,37 @@ class CorpusBuilder:
                     "changed: rerun with the original arguments or use a new root"
                 )
             return rec["shards"]
-        table = self._table(batch, part)
-        cells = geohash.encode(table["lat"].to_numpy(), table["lon"].to_numpy(),
-                               self.config.geohash_precision)  # fmt: skip
-        order = np.lexsort((table["id"].to_numpy(), cells))
-        table, cells = table.take(pa.array(order)), np.asarray(cells)[order]
+        table, types = self._table(batch, part, inp)
+        p = self.config.geohash_precision
+        fine_p = min(12, p + 2)  # the compaction order: finer geohash, then id
+        fine = geohash.encode_int(table["lat"].to_numpy(), table["lon"].to_numpy(), fine_p)
+        cell = fine >> (5 * (fine_p - p))  # a geohash's cell is its prefix
+        ids = table["id"].to_numpy()
+        order = np.lexsort((ids, fine if self.config.compact_rows else cell))
+        if (order != np.arange(len(order))).any():
+            table = table.take(pa.array(order))
+        fine, cell = fine[order], cell[order]
+        if not isinstance(types, str):
+            types = types[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(cell)) + 1] if len(cell) else np.zeros(0, int)
+        uniq = geohash.int_to_str(cell[starts], p) if len(cell) else []
+        bounds = [*starts.tolist(), len(cell)]
+        cell_types = [[types] if isinstance(types, str) else sorted(set(types[a:b]))
+                      for a, b in zip(bounds[:-1], bounds[1:])]  # fmt: skip
         meta = {"geoemb:quantization": self.config.quantization, "geoemb:model": self.config.model}
-        uniq, starts = np.unique(cells, return_index=True)
-        bounds = list(starts) + [len(cells)]
-        if self.config.compact_rows:  # one spill file per part, one row group per cell
-            infos = write_spill(self.root, part, table, uniq, bounds)
+        if self.config.compact_rows:  # one spill file per part, rows sorted by (fine cell, id)
+            table = table.append_column(FINE, pa.array(fine))
+            infos = write_spill(self.root, part, table, uniq, bounds, cell_types)
             uniq = []
         else:
             infos = []
-        for c, cell in enumerate(uniq):
+        for c, cell_name in enumerate(uniq):
+            (self.root / f"geohash={cell_name}").mkdir(exist_ok=True)
             for j, s in enumerate(range(bounds[c], bounds[c + 1], self.config.max_rows_per_shard)):
                 e = min(s + self.config.max_rows_per_shard, bounds[c + 1])
-                sub = with_geo_metadata(table.slice(s, e - s), extra_metadata=meta)
-                rel = f"geohash={cell}/part-{part:05d}-{j:03d}.parquet"
-                path = self.root / rel
-                with atomic_path(path) as tmp:
-                    pq.write_table(sub, tmp, compression="zstd")
-                b = sub["bbox"].combine_chunks()
-                infos.append({
-                    "path": rel, "rows": int(e - s), "cell": str(cell), "part": int(part),
-                    "xmin": float(pc.min(b.field("xmin")).as_py()),
-                    "ymin": float(pc.min(b.field("ymin")).as_py()),
-                    "xmax": float(pc.max(b.field("xmax")).as_py()),
-                    "ymax": float(pc.max(b.field("ymax")).as_py()),
-                    "bytes": path.stat().st_size, "sha256": _sha256(path),
-                })  # fmt: skip
+                rel = f"geohash={cell_name}/part-{part:05d}-{j:03d}.parquet"
+                infos.append(write_shard(self.root, rel, table.slice(s, e - s), cell_types[c],
+                                         meta, cell=str(cell_name), part=int(part)))  # fmt: skip
         rec = {"part": int(part), "rows": int(table.num_rows), "input": inp,
                "ids_sha256": ids_sha, "shards": infos}  # fmt: skip
         atomic_write_text(self._marker(part), json.dumps(rec))

@@ -197,7 +197,9 @@ def cmd_build(a: argparse.Namespace) -> None:
             manifest = builder.build(
                 table_parts(table, a.batch_rows, with_input=True)
                 if table is not None
-                else iter_parquet_parts(paths, batch_rows=a.batch_rows, with_input=True),
+                else iter_parquet_parts(
+                    paths, batch_rows=a.batch_rows, with_input=True, validate=False
+                ),
                 progress=not a.quiet,
                 expected_rows=total_rows,
             )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,12 @@ def manifest_digest(manifest: pa.Table) -> str:
     return h.hexdigest()
 
 
-def write_id_index(root: str | os.PathLike, manifest: pa.Table) -> Path:
-    """Write ``root/id_index.parquet`` for the shards of ``manifest`` (reads only their id column).
+def write_id_index(root: str | os.PathLike, manifest: pa.Table,
+                   ids: Mapping[str, np.ndarray] | None = None) -> Path:  # fmt: skip
+    """Write ``root/id_index.parquet`` for the shards of ``manifest``.
+
+    ``ids`` (shard path → its ids in row order, e.g. kept by the compaction) spares reading the
+    shards; without it (or when it lacks a shard or a count differs) only their id column is read.
 
     Raises
     ------
@@ -57,9 +61,12 @@ def write_id_index(root: str | os.PathLike, manifest: pa.Table) -> Path:
     man = manifest.sort_by("path")
     counts = man["rows"].to_numpy().astype(np.int64)
     paths = [str(root / rel) for rel in man["path"].to_pylist()]
-    # one threaded scan of the id column, in file order (a dataset keeps its fragments' order)
-    ids_a = (ds.dataset(paths, format="parquet").to_table(columns=["id"])["id"].to_numpy()
-             if paths else np.zeros(0, np.int64))  # fmt: skip
+    rels = man["path"].to_pylist()
+    if ids is not None and all(r in ids and len(ids[r]) == c for r, c in zip(rels, counts)):
+        ids_a = np.concatenate([ids[r] for r in rels]) if rels else np.zeros(0, np.int64)
+    else:  # one threaded scan of the id column, in file order (a dataset keeps fragment order)
+        ids_a = (ds.dataset(paths, format="parquet").to_table(columns=["id"])["id"].to_numpy()
+                 if paths else np.zeros(0, np.int64))  # fmt: skip
     if len(ids_a) != counts.sum():
         raise InputError(f"{root}: the shards hold {len(ids_a)} rows, the manifest {counts.sum()}")
     shard_a = np.repeat(np.arange(len(counts), dtype=np.int32), counts)

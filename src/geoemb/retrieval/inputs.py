@@ -63,7 +63,9 @@ def check_rows(batch: Mapping[str, Any], where: Callable[[int], str]) -> None:
         emb = np.asarray(batch["embedding"])
         if emb.ndim != 2:
             raise InputError(f"{where(0)}: 'embedding' must be (n, D), got shape {emb.shape}")
-        bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+        with np.errstate(over="ignore", invalid="ignore"):  # a row sum is finite iff its values
+            fast_ok = np.isfinite(emb.sum(axis=1)).all()  # are (or it overflowed: checked below)
+        bad = [] if fast_ok else np.flatnonzero(~np.isfinite(emb).all(axis=1))
         if len(bad):
             raise InputError(
                 f"{where(int(bad[0]))}: embedding has NaN/inf values ({len(bad)} bad row(s) in "
@@ -110,18 +112,64 @@ def input_identity(path: str | os.PathLike) -> dict:
             "rows": int(meta.num_rows), "footer_sha256": footer}  # fmt: skip
 
 
+def check_schemas(paths: Sequence[str | os.PathLike], embedding_column: str = "embedding") -> None:
+    """Every input file has the corpus columns with the types the builder reads, and the same
+    schema (names and types of the columns read) as the first file: one :class:`InputError` naming the first file
+    (partition) that differs and how, from the footers only (before any work)."""
+    ref = ref_path = None
+    for path in sorted(map(str, paths)):
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(f"cannot read input Parquet file {path}: {e}") from e
+        names = schema.names
+        missing = [c for c in ("id", "lon", "lat") if c not in names]
+        if missing or (embedding_column not in names and "code" not in names):
+            raise InputError(
+                f"{path}: needs columns id, lon, lat and {embedding_column!r} or 'code'; has {names}"
+            )
+        vec = "code" if "code" in names else embedding_column
+        want = {"id": pa.types.is_integer, "lon": pa.types.is_floating, "lat": pa.types.is_floating}
+        for c, ok in want.items():
+            if not ok(schema.field(c).type):
+                raise InputError(f"{path}: column {c!r} has type {schema.field(c).type}; expected "
+                                 f"{'an integer' if c == 'id' else 'a float'} column")  # fmt: skip
+        t = schema.field(vec).type
+        elem = pa.types.is_unsigned_integer if vec == "code" else pa.types.is_floating
+        if not pa.types.is_fixed_size_list(t) or not elem(t.value_type):
+            raise InputError(f"{path}: column {vec!r} must be a FixedSizeList of "
+                             f"{'uint8' if vec == 'code' else 'floats'}, got {t}")  # fmt: skip
+        used = ("id", "lon", "lat", "code", embedding_column, "bbox")  # what the reader reads
+        fields = {f.name: f.type for f in schema if f.name in used}
+        if ref is None:
+            ref, ref_path = fields, path
+            continue
+        diff = [f"column {k!r} only in {ref_path}" for k in ref if k not in fields]
+        diff += [f"column {k!r} not in {ref_path}" for k in fields if k not in ref]
+        diff += [f"column {k!r} is {fields[k]} here, {ref[k]} in {ref_path}"
+                 for k in fields if k in ref and fields[k] != ref[k]]  # fmt: skip
+        if diff:
+            raise InputError(f"input partition {path} has another schema than the first input "
+                             f"file: {'; '.join(diff)}. All partitions of one corpus must share "
+                             "one schema")  # fmt: skip
+
+
 def iter_parquet_parts(paths: Sequence[str | os.PathLike], batch_rows: int = 65536,
-                       embedding_column: str = "embedding",
-                       with_input: bool = False) -> Iterator[tuple]:  # fmt: skip
+                       embedding_column: str = "embedding", with_input: bool = False,
+                       validate: bool = True) -> Iterator[tuple]:  # fmt: skip
     """Stream input Parquet files as numbered parts (deterministic order) for :class:`CorpusBuilder`.
 
     Reads columns ``id, lon, lat`` and ``embedding`` (FixedSizeList<float>) or ``code``
     (FixedSizeList<uint8>), plus ``bbox`` struct when present. Yields ``(part, batch)``, or
     ``(part, batch, input)`` with ``input = {"file", "start", "stop"}`` when ``with_input``.
-    Rows with NaN/inf embeddings or coordinates raise :class:`InputError` naming file and row.
+    Rows with NaN/inf embeddings or coordinates raise :class:`InputError` naming file and row;
+    ``validate=False`` leaves that to the consumer (:meth:`CorpusBuilder.write_part` checks every
+    batch, naming file and row from the ``input`` record), so rows are checked once. Files whose
+    schema differs from the first file's raise first (:func:`check_schemas`).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    check_schemas(paths, embedding_column)
     part = 0
     for path in sorted(map(str, paths)):
         try:
@@ -162,10 +210,11 @@ def iter_parquet_parts(paths: Sequence[str | os.PathLike], batch_rows: int = 655
                 batch["bbox"] = np.stack(
                     [b.field(f).to_numpy() for f in ("xmin", "ymin", "xmax", "ymax")], 1
                 )
-            check_rows(
-                batch,
-                lambda i, p=path, s0=start, ids=batch["id"]: f"{p} row {s0 + i} (id {ids[i]})",
-            )
+            if validate:
+                check_rows(
+                    batch,
+                    lambda i, p=path, s0=start, ids=batch["id"]: f"{p} row {s0 + i} (id {ids[i]})",
+                )
             stop = start + rb.num_rows
             if with_input:
                 yield part, batch, {"file": str(Path(path).resolve()), "start": start, "stop": stop}
@@ -303,6 +352,38 @@ def read_embeddings(path: str | os.PathLike, column: str = "embedding",
 # --------------------------------------------------------------------------- embedding tables
 
 
+_TABLE_SUFFIXES = (".parquet", ".gpq", ".geoparquet", ".pq")  # = geoemb.sources.tables.SUFFIXES
+
+
+def _first_table_file(p: Path) -> Path | None:
+    """``EmbeddingTable(..., p).files[0]`` (same listing and order), or ``None`` if it has none."""
+    if p.is_file():
+        return p
+    out = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _TABLE_SUFFIXES
+           and not any(s.startswith((".", "_")) for s in f.relative_to(p).parts)]  # fmt: skip
+    return min(out, key=lambda f: f.relative_to(p).as_posix()) if out else None
+
+
+def _corpus_schema(names: set, schema: pa.Schema, col: str) -> bool:
+    return {"id", "lon", "lat"} <= names and (
+        ("code" in names and pa.types.is_fixed_size_list(schema.field("code").type))
+        or (col in names and pa.types.is_fixed_size_list(schema.field(col).type))
+    )
+
+
+def _is_corpus_layout(p: Path, embedding_column: str | None) -> bool:
+    if not p.exists():
+        return False
+    first = _first_table_file(p)
+    if first is None or not (p.is_file() or first.parent == p):
+        return False
+    try:
+        schema = pq.read_schema(first)
+    except (OSError, pa.ArrowException):
+        return False  # the table reader reports it
+    return _corpus_schema(set(schema.names), schema, embedding_column or "embedding")
+
+
 def table_input(spec: str, source: str = "auto", embedding_column: str | None = None):
     """The :class:`~geoemb.sources.tables.EmbeddingTable` behind ``build-corpus --input`` when it
     is an embedding-table product (Clay, Major TOM, any GeoParquet), or ``None`` for the corpus
@@ -313,12 +394,14 @@ def table_input(spec: str, source: str = "auto", embedding_column: str | None = 
     column ⇒ corpus layout; ``unique_id`` + ``centre_lon/centre_lat`` ⇒ ``majortom``; an
     ``embedding``/``embeddings`` column with a ``geometry`` ⇒ ``clay``; else ``geoparquet``.
     """
+    if source == "corpus":
+        return None
+    if source == "auto" and _is_corpus_layout(Path(spec), embedding_column):
+        return None  # decided from one footer, without importing the table readers
     from geoemb.sources import TABLES, table_source
     from geoemb.sources.table_products import GEOPARQUET
     from geoemb.sources.tables import EmbeddingTable
 
-    if source == "corpus":
-        return None
     if source != "auto":
         if source not in TABLES:
             TABLES.get(source)  # raises, listing the valid names
@@ -326,21 +409,14 @@ def table_input(spec: str, source: str = "auto", embedding_column: str | None = 
     p = Path(spec)
     if not p.exists():
         return None  # a glob or a missing path: the corpus-layout reader reports it
-    first = EmbeddingTable(GEOPARQUET, p).files[0]
+    first = _first_table_file(p) or EmbeddingTable(GEOPARQUET, p).files[0]
     try:
         schema = pq.read_schema(first)
     except (OSError, pa.ArrowException) as e:
         raise InputError(f"cannot read input Parquet file {first}: {e}") from e
     names = set(schema.names)
     col = embedding_column or "embedding"
-    if (
-        {"id", "lon", "lat"} <= names
-        and (
-            ("code" in names and pa.types.is_fixed_size_list(schema.field("code").type))
-            or (col in names and pa.types.is_fixed_size_list(schema.field(col).type))
-        )
-        and (p.is_file() or first.parent == p)
-    ):
+    if _corpus_schema(names, schema, col) and (p.is_file() or first.parent == p):
         return None
     if {"unique_id", "centre_lon", "centre_lat"} <= names:
         product = "majortom"

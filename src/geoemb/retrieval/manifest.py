@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geoemb.errors import GeoembError, OutputError
-from geoemb.retrieval.compact import compacted_shards
+from geoemb.retrieval.compact import COMPACT_DIR, compacted_ids, compacted_shards
 from geoemb.retrieval.corpus_index import write_id_index
 from geoemb.utils.io import atomic_path
 
@@ -53,7 +53,9 @@ def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) ->
         if not isinstance(rec, list) and sum(s["rows"] for s in shards) != rec["rows"]:
             raise CorpusIntegrityError(f"{marker}: shard rows do not add up to the part's rows")
         rows.extend(shards)
+    ids = None
     if cfg.get("compact_rows"):
+        ids = compacted_ids(root)
         part_rows = sum(r["rows"] for r in rows)
         rows = compacted_shards(root)
         if sum(r["rows"] for r in rows) != part_rows:
@@ -78,7 +80,9 @@ def write_manifest(root: str | os.PathLike, expected_rows: int | None = None) ->
             b"geoemb:quantization": json.dumps(cfg["quantization"]).encode(),
             b"geoemb:model": json.dumps(cfg["model"]).encode()}  # fmt: skip
     table = table.replace_schema_metadata(meta)
-    write_id_index(root, table)  # before the manifest: a manifest never lacks its id index
+    write_id_index(root, table, ids)  # before the manifest: a manifest never lacks its id index
     with atomic_path(root / MANIFEST) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    for f in (root / COMPACT_DIR).glob("*.ids.npy"):  # in the id index now
+        f.unlink()
     return root / MANIFEST
