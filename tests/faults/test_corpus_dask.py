@@ -23,7 +23,6 @@ from geoemb.errors import InputError
 from geoemb.retrieval.__main__ import main
 from geoemb.retrieval.build_dask import DaskCorpusError
 from geoemb.synthetic.retrieval_corpus import generate
-from geoemb.utils.dask import dask_client
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -75,12 +74,13 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, dask_local2):
     src = generate(tmp_path_factory.mktemp("in"), n=3000, dim=DIM, parts=3, seed=7)
     ref = tmp_path_factory.mktemp("ref") / "c"
     main(_args(src, ref))
-    with dask_client("local:2") as client:
-        yield src, ref, client
+    dask_local2.wait_for_workers(2, timeout=300)
+    yield src, ref, dask_local2
+    dask_local2.restart()  # the session's cluster goes on without this module's killers
 
 
 def _same_corpus(out: Path, ref: Path) -> None:
