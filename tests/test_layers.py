@@ -156,3 +156,17 @@ def test_every_module_imports_in_a_fresh_interpreter():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=600)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+
+
+def test_dask_worker_side_of_the_corpus_build_does_not_import_torch():
+    """A Dask worker that writes corpus shards imports ``geoemb.retrieval.build_dask``; torch
+    (seconds of CPU per worker, ~0.4 GB RSS) is only for the search side, loaded on first use."""
+    code = (
+        "import sys\n"
+        "import geoemb.retrieval.build_dask, geoemb.retrieval.compact\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "import geoemb.retrieval as r\n"
+        "assert callable(r.build_index) and 'hamming_numba' in r.BACKENDS\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]

@@ -9,43 +9,46 @@ Library (no Hydra/Lightning needed)::
 CLI: ``python -m geoemb.retrieval {synth,build-corpus,query,exemplar,bench} --help``.
 """
 
-from geoemb.retrieval.bench import Timing, measure_qps
-from geoemb.retrieval.build import BuildLockedError, CorpusIntegrityError
-from geoemb.retrieval.exemplar import (
-    compose,
-    exemplar_query,
-    exemplar_scores,
-    export_geoparquet,
-    score_raster,
-    threshold_view,
-    top_k_view,
-    write_score_raster,
-)
-from geoemb.retrieval.hamming import hamming_reference, invert_codes
-from geoemb.retrieval.knn import hamming_distances, hamming_knn, hamming_knn_classify
-from geoemb.retrieval.recall import (
-    drop_ids,
-    exact_knn,
-    recall_at_k,
-    search_excluding,
-    tie_aware_recall,
-)
-from geoemb.retrieval.search import (
-    BACKENDS,
-    HAMMING_BACKENDS,
-    BinaryRerankIndex,
-    SearchIndex,
-    build_index,
-    default_hamming_backend,
-    sign_encoder,
-)
-from geoemb.retrieval.store import (
-    CorpusBuilder,
-    CorpusStore,
-    iter_parquet_parts,
-    split_antimeridian,
-    write_manifest,
-)
+import importlib
+
+#: public name -> the module defining it (imported on first use: a Dask worker that builds a
+#: corpus does not pay for torch, which only the search/benchmark modules need)
+_LAZY = {
+    "BACKENDS": "geoemb.retrieval.search",
+    "BinaryRerankIndex": "geoemb.retrieval.search",
+    "BuildLockedError": "geoemb.retrieval.build",
+    "CorpusBuilder": "geoemb.retrieval.store",
+    "CorpusIntegrityError": "geoemb.retrieval.build",
+    "CorpusStore": "geoemb.retrieval.store",
+    "HAMMING_BACKENDS": "geoemb.retrieval.search",
+    "SearchIndex": "geoemb.retrieval.search",
+    "Timing": "geoemb.retrieval.bench",
+    "build_index": "geoemb.retrieval.search",
+    "compose": "geoemb.retrieval.exemplar",
+    "default_hamming_backend": "geoemb.retrieval.search",
+    "drop_ids": "geoemb.retrieval.recall",
+    "exact_knn": "geoemb.retrieval.recall",
+    "exemplar_query": "geoemb.retrieval.exemplar",
+    "exemplar_scores": "geoemb.retrieval.exemplar",
+    "export_geoparquet": "geoemb.retrieval.exemplar",
+    "hamming_distances": "geoemb.retrieval.knn",
+    "hamming_knn": "geoemb.retrieval.knn",
+    "hamming_knn_classify": "geoemb.retrieval.knn",
+    "hamming_reference": "geoemb.retrieval.hamming",
+    "invert_codes": "geoemb.retrieval.hamming",
+    "iter_parquet_parts": "geoemb.retrieval.store",
+    "measure_qps": "geoemb.retrieval.bench",
+    "recall_at_k": "geoemb.retrieval.recall",
+    "score_raster": "geoemb.retrieval.exemplar",
+    "search_excluding": "geoemb.retrieval.recall",
+    "sign_encoder": "geoemb.retrieval.search",
+    "split_antimeridian": "geoemb.retrieval.store",
+    "threshold_view": "geoemb.retrieval.exemplar",
+    "tie_aware_recall": "geoemb.retrieval.recall",
+    "top_k_view": "geoemb.retrieval.exemplar",
+    "write_manifest": "geoemb.retrieval.store",
+    "write_score_raster": "geoemb.retrieval.exemplar",
+}
 
 __all__ = [
     "BACKENDS",
@@ -83,3 +86,15 @@ __all__ = [
     "write_manifest",
     "write_score_raster",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
