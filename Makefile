@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.geoemb-installed
 PYTEST_ARGS ?=
+# test files spread over this many processes (pytest-xdist; one file stays on one process). 0 = serial.
+TEST_WORKERS ?= 2
 
 .PHONY: install vendor-js real-data demo test check format bench clean
 
@@ -31,7 +33,7 @@ demo: install
 	bash scripts/demo.sh
 
 test: install real-data vendor-js
-	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
+	WANDB_MODE=disabled $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: install
 	$(VENV)/bin/ruff format --check .

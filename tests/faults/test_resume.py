@@ -46,6 +46,18 @@ SCHEDULERS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Bitwise equality needs the same float reduction order in every run: the in-process runs and
+    the killed subprocess all use one intra-op thread (whatever earlier tests in this process set)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(old)
+
+
 class KillAt(Callback):
     """Test-only: SIGKILL this process at ``batch`` of epoch ``epoch`` (after the previous
     epoch's checkpoint is on disk), as a crash or an OOM-killer would."""
