@@ -6,7 +6,6 @@ or — retries used up — fails naming the config. One ``LocalCluster`` for the
 from __future__ import annotations
 
 import os
-import signal
 
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from geoemb.compression.base import ConfigFailedError
 from geoemb.compression.study import StudyConfig, run_study
 from geoemb.probes import ProbeConfig
 from geoemb.synthetic.embedding_table import make_table
+from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
 
@@ -125,22 +125,11 @@ def _install_killer(marker: str | None) -> int:
 
     def dying(cfg, *a, **k):
         if cfg == "int8":
-            if marker is not None:
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    return real(cfg, *a, **k)
-            os.kill(os.getpid(), signal.SIGKILL)
+            die_once_or_always(marker)
         return real(cfg, *a, **k)
 
     sm.evaluate_config = dying
     return os.getpid()
-
-
-def _set_allowed_failures(n: int, dask_scheduler=None) -> int:
-    old = dask_scheduler.allowed_failures
-    dask_scheduler.allowed_failures = n
-    return old
 
 
 @pytest.mark.slow
@@ -149,7 +138,7 @@ def test_worker_killed_mid_config(client, tables, reference, tmp_path, kill_ever
     _, ref = reference
     marker = None if kill_every_time else str(tmp_path / "killed_once")
     pids = client.run(_install_killer, marker)
-    old = client.run_on_scheduler(_set_allowed_failures, 0 if kill_every_time else 3)
+    old = client.run_on_scheduler(set_allowed_failures, 0 if kill_every_time else 3)
     try:
         if kill_every_time:
             with pytest.raises(ConfigFailedError, match=r"config 'int8' failed on encoder 'aef'"
@@ -163,7 +152,7 @@ def test_worker_killed_mid_config(client, tables, reference, tmp_path, kill_ever
         assert os.path.exists(marker)  # a worker really was killed mid-task
         _same(_rows(tmp_path / "r"), ref)
     finally:
-        client.run_on_scheduler(_set_allowed_failures, old)
+        client.run_on_scheduler(set_allowed_failures, old)
         client.run(_uninstall)  # (workers restarted by their nanny have none)
     client.wait_for_workers(2, timeout=300)
     assert set(client.run(os.getpid).values()) != set(pids.values())

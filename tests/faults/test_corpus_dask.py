@@ -11,7 +11,6 @@ any task. One 2-worker LocalCluster serves the whole module (the CLI connects to
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from geoemb.errors import InputError
 from geoemb.retrieval.__main__ import main
 from geoemb.retrieval.build_dask import DaskCorpusError
 from geoemb.synthetic.retrieval_corpus import generate
+from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -48,24 +48,11 @@ def _install_killer(marker: str | None) -> int:
     def dying(self, part, batch, origin=None):
         calls[0] += 1
         if calls[0] >= 2:
-            if marker is not None:
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    return real(self, part, batch, origin)
-            os.kill(os.getpid(), signal.SIGKILL)
+            die_once_or_always(marker)
         return real(self, part, batch, origin)
 
     CorpusBuilder.write_part = dying
     return os.getpid()
-
-
-def _set_allowed_failures(n: int) -> int:
-    def f(dask_scheduler, n=n):
-        old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
-        return old
-
-    return f
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -104,7 +91,7 @@ def test_worker_killed_mid_file_task_build_equals_single_process(env, tmp_path):
 def test_worker_killed_every_time_fails_naming_the_file_then_resumes(env, tmp_path):
     src, ref, client = env
     client.wait_for_workers(2)
-    old = client.run_on_scheduler(_set_allowed_failures(0))
+    old = client.run_on_scheduler(set_allowed_failures, 0)
     try:
         client.run(_install_killer, None)
         out = tmp_path / "c"
@@ -114,7 +101,7 @@ def test_worker_killed_every_time_fails_naming_the_file_then_resumes(env, tmp_pa
         assert not (out / "manifest.parquet").exists()  # never a short corpus
         client.restart()  # fresh workers, no killer
     finally:
-        client.run_on_scheduler(_set_allowed_failures(old))
+        client.run_on_scheduler(set_allowed_failures, old)
     main(_args(src, out, "--dask", client.scheduler.address))  # resumes
     _same_corpus(out, ref)
 

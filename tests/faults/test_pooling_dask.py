@@ -7,7 +7,6 @@ completes identically. One ``LocalCluster`` for the module."""
 from __future__ import annotations
 
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from geoemb.pooling import features as F
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, read_sidecar
 from geoemb.pooling.distributed import PoolingChunkError, plan_chunks, run_chunk
 from geoemb.synthetic.eurosat_embed import generate
+from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
 
@@ -145,12 +145,7 @@ def _install_killer(marker: str | None) -> int:
 
     def dying(ds, methods, states, opts, device, desc, *a, **k):
         if "/train chunk of patches [14, 28)" in desc:
-            if marker is not None:
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    return real(ds, methods, states, opts, device, desc, *a, **k)
-            os.kill(os.getpid(), signal.SIGKILL)
+            die_once_or_always(marker)
         return real(ds, methods, states, opts, device, desc, *a, **k)
 
     feats._stream = dying
@@ -164,12 +159,6 @@ def _uninstall_killer() -> None:
         feats._stream = feats.__dict__.pop("_real_stream")
 
 
-def _set_allowed_failures(n: int, dask_scheduler=None) -> int:
-    old = dask_scheduler.allowed_failures
-    dask_scheduler.allowed_failures = n
-    return old
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_every_time", [False, True])
 def test_worker_killed_mid_chunk(client, splits, reference, tmp_path, kill_every_time):
@@ -177,7 +166,7 @@ def test_worker_killed_mid_chunk(client, splits, reference, tmp_path, kill_every
     marker = None if kill_every_time else str(tmp_path / "killed_once")
     slot = _slot(tmp_path)
     client.run(_install_killer, marker)
-    old = client.run_on_scheduler(_set_allowed_failures, 0 if kill_every_time else 3)
+    old = client.run_on_scheduler(set_allowed_failures, 0 if kill_every_time else 3)
     try:
         if kill_every_time:
             with pytest.raises(PoolingChunkError, match=r"aef/spatial/train chunk of patches "
@@ -190,7 +179,7 @@ def test_worker_killed_mid_chunk(client, splits, reference, tmp_path, kill_every
             _assert_bitwise(_pool(splits, client, slot), ref)
             assert os.path.exists(marker)  # a worker really was killed mid-task
     finally:
-        client.run_on_scheduler(_set_allowed_failures, old)
+        client.run_on_scheduler(set_allowed_failures, old)
         client.run(_uninstall_killer)  # (workers restarted by their nanny have none)
     client.wait_for_workers(2, timeout=300)
     if kill_every_time:  # the rerun reuses the finished chunks and completes identically

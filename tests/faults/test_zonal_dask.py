@@ -6,7 +6,6 @@ never a silently short output."""
 from __future__ import annotations
 
 import os
-import signal
 
 import dask
 import distributed  # noqa: F401  (its config defaults must exist before dask.config.set)
@@ -18,6 +17,7 @@ from geoemb.synthetic.zonal import generate
 from geoemb.utils.dask import dask_client
 from geoemb.zonal import zonal_stats
 from geoemb.zonal.distributed import DaskPartitionError
+from tests.faults.dask_kill import die_once_or_always
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -33,12 +33,8 @@ def _install_killer(marker: str | None) -> int:
     real = eng.run_partition
 
     def dying(*a, **k):
-        if marker is not None:
-            try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                return real(*a, **k)
-        os.kill(os.getpid(), signal.SIGKILL)
+        die_once_or_always(marker)
+        return real(*a, **k)
 
     eng.run_partition = dying
     return os.getpid()
