@@ -24,3 +24,20 @@ def set_allowed_failures(n: int, dask_scheduler=None) -> int:
     old = dask_scheduler.allowed_failures
     dask_scheduler.allowed_failures = n
     return old
+
+
+def install_killer(module: str, attr: str, marker: str | None) -> int:
+    """On a worker (``client.run``): ``module.attr`` kills the process when next called (see
+    :func:`die_once_or_always`); returns the worker's pid. Workers restarted by their nanny are
+    fresh processes without the killer."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    real = getattr(mod, attr)
+
+    def dying(*a, **k):
+        die_once_or_always(marker)
+        return real(*a, **k)
+
+    setattr(mod, attr, dying)
+    return os.getpid()

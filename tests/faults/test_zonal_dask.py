@@ -17,27 +17,11 @@ from geoemb.synthetic.zonal import generate
 from geoemb.utils.dask import dask_client
 from geoemb.zonal import zonal_stats
 from geoemb.zonal.distributed import DaskPartitionError
-from tests.faults.dask_kill import die_once_or_always
+from tests.faults.dask_kill import install_killer
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 KW = {"decode": "aef", "progress": False, "chunk_size": 8}
-
-
-def _install_killer(marker: str | None) -> int:
-    """On a worker: its next partition task kills the worker process (``SIGKILL``) — only the
-    first such task across all workers when ``marker`` is a path (an ``O_EXCL`` file), every
-    time when ``None``. Workers restarted by their nanny are fresh processes (no killer)."""
-    import geoemb.zonal.engine as eng
-
-    real = eng.run_partition
-
-    def dying(*a, **k):
-        die_once_or_always(marker)
-        return real(*a, **k)
-
-    eng.run_partition = dying
-    return os.getpid()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +41,7 @@ def test_worker_killed_mid_partition(data, tmp_path, allowed_failures, kill_ever
         dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}),
         dask_client("local:2") as client,
     ):
-        pids = client.run(_install_killer, marker)
+        pids = client.run(install_killer, "geoemb.zonal.engine", "run_partition", marker)
         assert len(set(pids.values())) == 2
         run = lambda: zonal_stats(root / "blocks.gpkg", tile_index=root / "aef_index.gpkg",  # noqa: E731
                                   dask=client, output=out, **KW)  # fmt: skip

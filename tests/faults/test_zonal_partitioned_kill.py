@@ -18,26 +18,11 @@ from geoemb.synthetic.zonal import generate
 from geoemb.utils.dask import dask_client
 from geoemb.zonal import zonal_stats
 from geoemb.zonal.distributed import DaskPartitionError
-from tests.faults.dask_kill import die_once_or_always
+from tests.faults.dask_kill import install_killer
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 KW = {"decode": "aef", "progress": False, "chunk_size": 8}
-
-
-def _install_killer(marker: str | None) -> int:
-    """On a worker: its next spatial-partition task kills the worker process — only the first
-    such task across all workers when ``marker`` is a path (``O_EXCL``), every time when None."""
-    import geoemb.zonal.partitioned as part
-
-    real = part._task
-
-    def dying(*a, **k):
-        die_once_or_always(marker)
-        return real(*a, **k)
-
-    part._task = dying
-    return os.getpid()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +46,7 @@ def test_worker_killed_mid_spatial_partition(data, tmp_path, allowed_failures, k
         dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}),
         dask_client("local:2") as client,
     ):
-        pids = client.run(_install_killer, marker)
+        pids = client.run(install_killer, "geoemb.zonal.partitioned", "_task", marker)
         run = lambda: zonal_stats(layer, tile_index=root / "aef_index.gpkg", dask=client,  # noqa: E731
                                   output=out, **KW)  # fmt: skip
         if kill_every_time:
