@@ -15,6 +15,7 @@ from geoemb.compression.base import ConfigFailedError
 from geoemb.compression.study import StudyConfig, run_study
 from geoemb.probes import ProbeConfig
 from geoemb.synthetic.embedding_table import make_table
+from geoemb.utils.dask import dask_client
 from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
@@ -26,9 +27,11 @@ STUDY = StudyConfig(probe=ProbeConfig(knn_k=(5,), linear=True, C=1.0, max_iter=2
 
 
 @pytest.fixture(scope="module")
-def client(dask_local2):
-    dask_local2.wait_for_workers(2, timeout=300)
-    return dask_local2
+def client():
+    """This module's own cluster: its kill tests once saw 'already forgotten' cancellations on the
+    session's shared cluster after other modules' tests (not reproduced alone)."""
+    with dask_client("local:2") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -154,5 +157,5 @@ def test_worker_killed_mid_config(client, tables, reference, tmp_path, kill_ever
     finally:
         client.run_on_scheduler(set_allowed_failures, old)
         client.run(_uninstall)  # (workers restarted by their nanny have none)
-    client.wait_for_workers(2, timeout=300)
+        client.wait_for_workers(2, timeout=300)
     assert set(client.run(os.getpid).values()) != set(pids.values())
