@@ -17,6 +17,7 @@ from geoemb.pooling import features as F
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, read_sidecar
 from geoemb.pooling.distributed import PoolingChunkError, plan_chunks, run_chunk
 from geoemb.synthetic.eurosat_embed import generate
+from geoemb.utils.dask import dask_client
 from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
@@ -28,9 +29,11 @@ CHUNK = 10  # -> 14 patches per chunk: several chunks per part
 
 
 @pytest.fixture(scope="module")
-def client(dask_local2):
-    dask_local2.wait_for_workers(2, timeout=300)
-    return dask_local2
+def client():
+    """This module's own cluster: its kill tests saw 'already forgotten' cancellations on the
+    session's shared cluster after other modules' tests (not reproduced alone)."""
+    with dask_client("local:2") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
