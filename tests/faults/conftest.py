@@ -143,3 +143,14 @@ def start_entry(
     return subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local:2 Dask cluster of the requesting module's own (pooling and compression kill tests):
+    their retried tasks once saw 'already forgotten' cancellations on the session's shared cluster
+    after other modules' tests (not reproduced alone)."""
+    from geoemb.utils.dask import dask_client
+
+    with dask_client("local:2") as c:
+        yield c

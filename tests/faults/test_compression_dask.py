@@ -15,7 +15,6 @@ from geoemb.compression.base import ConfigFailedError
 from geoemb.compression.study import StudyConfig, run_study
 from geoemb.probes import ProbeConfig
 from geoemb.synthetic.embedding_table import make_table
-from geoemb.utils.dask import dask_client
 from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
@@ -24,14 +23,6 @@ CONFIGS = ["float32", "int8", "binary", "pq_64x8", "pca4+int4", "int4"]  # pq_64
 TIMING = {"fit_s", "encode_s", "decode_s", "knn_s", "linear_s", "hamming_s", "total_s"}
 STUDY = StudyConfig(probe=ProbeConfig(knn_k=(5,), linear=True, C=1.0, max_iter=200), bootstrap_resamples=99,
                     parquet=True)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def client():
-    """This module's own cluster: its kill tests once saw 'already forgotten' cancellations on the
-    session's shared cluster after other modules' tests (not reproduced alone)."""
-    with dask_client("local:2") as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from geoemb.pooling import features as F
 from geoemb.pooling.cache import PooledFeatureCache, SplitCache, read_sidecar
 from geoemb.pooling.distributed import PoolingChunkError, plan_chunks, run_chunk
 from geoemb.synthetic.eurosat_embed import generate
-from geoemb.utils.dask import dask_client
 from tests.faults.dask_kill import die_once_or_always, set_allowed_failures
 
 pytestmark = pytest.mark.faults
@@ -26,14 +25,6 @@ CPU = torch.device("cpu")
 METHODS = ["mean_max", "stats", "mean", "pca_4", "bovw_4"]  # mean/mean_max share statistics
 OPTS = F.PoolOptions(batch_size=7, seed=3)  # batches that do not divide the splits
 CHUNK = 10  # -> 14 patches per chunk: several chunks per part
-
-
-@pytest.fixture(scope="module")
-def client():
-    """This module's own cluster: its kill tests saw 'already forgotten' cancellations on the
-    session's shared cluster after other modules' tests (not reproduced alone)."""
-    with dask_client("local:2") as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
